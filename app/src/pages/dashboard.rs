@@ -1,0 +1,151 @@
+//! The landing page: a welcome for visitors, the caller's projects for users.
+
+use super::{
+    Auth,
+    widgets::{ActionError, LoadError, when},
+};
+use crate::accounts::UserView;
+use crate::projects::{
+    CreateProject, RequestJoin, RequestStatus, list_projects, my_join_requests, validate_name,
+};
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn DashboardPage() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    view! {
+        <Title text="Portolan"/>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match auth.user.await {
+                    Ok(Some(user)) => view! { <Dashboard user/> }.into_any(),
+                    Ok(None) => view! { <Welcome/> }.into_any(),
+                    Err(error) => view! { <LoadError error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Welcome() -> impl IntoView {
+    view! {
+        <section class="card">
+            <h1>"Portolan"</h1>
+            <p>
+                "Slices of a wide-area testbed for your experiments: design a topology, and Portolan maps it "
+                "onto measured nodes and paths, sets up every sliver and keeps it alive."
+            </p>
+            <p><a class="button" href="/register">"Register"</a> " " <a href="/login">"Log in"</a></p>
+        </section>
+    }
+}
+
+#[component]
+fn Dashboard(user: UserView) -> impl IntoView {
+    let create = ServerAction::<CreateProject>::new();
+    let join = ServerAction::<RequestJoin>::new();
+    let projects = Resource::new(move || create.version().get(), |_| list_projects());
+    let requests = Resource::new(move || join.version().get(), |_| my_join_requests());
+    let heading = if user.is_operator { "All projects (operator)" } else { "Your projects" };
+    view! {
+        <section class="card">
+            <h1>{heading}</h1>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match projects.await {
+                        Ok(list) if list.is_empty() => {
+                            view! { <p class="muted">"No projects yet: start one or ask to join one."</p> }
+                                .into_any()
+                        }
+                        Ok(list) => view! {
+                            <table data-testid="projects">
+                                <thead><tr><th>"Project"</th><th>"Your role"</th><th>"Description"</th></tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|p| view! {
+                                        <tr>
+                                            <td><a href=format!("/projects/{}", p.name)>{p.name.clone()}</a></td>
+                                            <td>{p.my_role.map_or("—", |r| r.as_str())}</td>
+                                            <td>{p.description}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(error) => view! { <LoadError error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+        <div class="columns">
+            <NewProject create/>
+            <JoinProject join requests/>
+        </div>
+    }
+}
+
+/// The create-project form. The name check runs in the browser as you type (only once hydrated), and
+/// again on the server.
+#[component]
+fn NewProject(create: ServerAction<CreateProject>) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let check = move || {
+        let name = name.get();
+        if name.is_empty() {
+            return ("hint", "3 to 32 characters: a–z, 0–9 and _, starting with a letter".to_owned());
+        }
+        match validate_name(&name) {
+            Ok(()) => ("hint ok", format!("✓ {name} is a valid project name")),
+            Err(err) => ("hint bad", err.message),
+        }
+    };
+    view! {
+        <section class="card">
+            <h2>"Start a project"</h2>
+            <ActionForm action=create>
+                <label>"Name" <input type="text" name="name" required bind:value=name/></label>
+                <p class=move || check().0 data-testid="name-check">{move || check().1}</p>
+                <label>"Description" <textarea name="description" rows="2" maxlength="1000"></textarea></label>
+                <button type="submit">"Create project"</button>
+            </ActionForm>
+            <ActionError value=create.value()/>
+        </section>
+    }
+}
+
+#[component]
+fn JoinProject(
+    join: ServerAction<RequestJoin>,
+    requests: Resource<Result<Vec<crate::projects::JoinRequestView>, crate::error::AppError>>,
+) -> impl IntoView {
+    view! {
+        <section class="card">
+            <h2>"Join a project"</h2>
+            <ActionForm action=join>
+                <label>"Project name" <input type="text" name="project" required/></label>
+                <label>"Message to the leaders" <textarea name="message" rows="2" maxlength="1000"></textarea></label>
+                <button type="submit">"Ask to join"</button>
+            </ActionForm>
+            <ActionError value=join.value()/>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let list = requests.await.unwrap_or_default();
+                    (!list.is_empty()).then(|| view! {
+                        <h3>"Your requests"</h3>
+                        <ul>
+                            {list.into_iter().map(|r| {
+                                let status = match r.status {
+                                    RequestStatus::Pending => "pending",
+                                    RequestStatus::Approved => "approved",
+                                    RequestStatus::Rejected => "rejected",
+                                };
+                                view! { <li>{r.project} " — " {status} " (" {when(r.created_at)} ")"</li> }
+                            }).collect_view()}
+                        </ul>
+                    })
+                })}
+            </Transition>
+        </section>
+    }
+}

@@ -1,0 +1,105 @@
+//! The pages of the portal and the layout around them.
+
+mod account;
+mod dashboard;
+mod profile;
+mod project;
+mod widgets;
+
+use crate::accounts::{Login, Logout, Register, UserView, current_user};
+use crate::error::AppError;
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    components::{A, Route, Router, Routes},
+    path,
+};
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// Who is logged in, and the actions that change it. Provided once at the top, used by every page.
+#[derive(Clone, Copy)]
+pub struct Auth {
+    pub login: ServerAction<Login>,
+    pub logout: ServerAction<Logout>,
+    pub register: ServerAction<Register>,
+    pub user: Resource<Result<Option<UserView>, AppError>>,
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let login = ServerAction::<Login>::new();
+    let logout = ServerAction::<Logout>::new();
+    let register = ServerAction::<Register>::new();
+    let user = Resource::new(
+        move || (login.version().get(), logout.version().get(), register.version().get()),
+        |_| current_user(),
+    );
+    provide_context(Auth { login, logout, register, user });
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/portolan.css"/>
+        <Title text="Portolan"/>
+        <Router>
+            <Nav/>
+            <main>
+                <Routes fallback=|| view! { <h1>"Not found"</h1><p>"There is no page here."</p> }>
+                    <Route path=path!("/") view=dashboard::DashboardPage/>
+                    <Route path=path!("/login") view=account::LoginPage/>
+                    <Route path=path!("/register") view=account::RegisterPage/>
+                    <Route path=path!("/profile") view=profile::ProfilePage/>
+                    <Route path=path!("/projects/:name") view=project::ProjectPage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+#[component]
+fn Nav() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    view! {
+        <header class="top">
+            <A href="/" attr:class="brand">"Portolan"</A>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match auth.user.await {
+                        Ok(Some(user)) => view! {
+                            <nav>
+                                <A href="/">"Projects"</A>
+                                <A href="/profile">"Profile"</A>
+                                <span class="who" data-testid="who">{user.name}</span>
+                                <ActionForm action=auth.logout attr:class="inline">
+                                    <button type="submit" class="link">"Log out"</button>
+                                </ActionForm>
+                            </nav>
+                        }.into_any(),
+                        _ => view! {
+                            <nav>
+                                <A href="/login">"Log in"</A>
+                                <A href="/register">"Register"</A>
+                            </nav>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+        </header>
+    }
+}

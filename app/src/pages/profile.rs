@@ -1,0 +1,152 @@
+//! The caller's profile: SSH keys and API tokens.
+
+use super::{
+    Auth,
+    widgets::{ActionError, LoadError, PleaseLogIn, when},
+};
+use crate::keys::{AddKey, DeleteKey, list_keys};
+use crate::tokens::{CreateToken, RevokeToken, list_tokens};
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn ProfilePage() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    view! {
+        <Title text="Profile · Portolan"/>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match auth.user.await {
+                    Ok(Some(user)) => view! {
+                        <section class="card">
+                            <h1>{user.name}</h1>
+                            <p class="muted">{user.email} {user.is_operator.then_some(" · operator")}</p>
+                        </section>
+                        <Keys/>
+                        <Tokens/>
+                    }.into_any(),
+                    Ok(None) => view! { <PleaseLogIn/> }.into_any(),
+                    Err(error) => view! { <LoadError error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Keys() -> impl IntoView {
+    let add = ServerAction::<AddKey>::new();
+    let delete = ServerAction::<DeleteKey>::new();
+    let keys = Resource::new(move || (add.version().get(), delete.version().get()), |_| list_keys());
+    view! {
+        <section class="card">
+            <h2>"SSH keys"</h2>
+            <p class="muted">"Installed in every sliver of your projects' experiments."</p>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match keys.await {
+                        Ok(list) if list.is_empty() => view! { <p class="muted">"No keys yet."</p> }.into_any(),
+                        Ok(list) => view! {
+                            <table data-testid="keys">
+                                <thead><tr><th>"Type"</th><th>"Fingerprint"</th><th>"Comment"</th><th>"Added"</th><th></th></tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|k| view! {
+                                        <tr>
+                                            <td>{k.algorithm}</td>
+                                            <td><code>{k.fingerprint}</code></td>
+                                            <td>{k.comment}</td>
+                                            <td>{when(k.created_at)}</td>
+                                            <td>
+                                                <ActionForm action=delete attr:class="inline">
+                                                    <input type="hidden" name="id" value=k.id/>
+                                                    <button type="submit" class="secondary">"Delete"</button>
+                                                </ActionForm>
+                                            </td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(error) => view! { <LoadError error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+            <ActionForm action=add>
+                <label>"Public key"
+                    <textarea name="public_key" rows="3" required placeholder="ssh-ed25519 AAAA… you@laptop"></textarea>
+                </label>
+                <button type="submit">"Add key"</button>
+            </ActionForm>
+            <ActionError value=add.value()/>
+        </section>
+    }
+}
+
+#[component]
+fn Tokens() -> impl IntoView {
+    let create = ServerAction::<CreateToken>::new();
+    let revoke = ServerAction::<RevokeToken>::new();
+    let tokens = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_tokens());
+    let fresh = move || {
+        create.value().get().and_then(Result::ok).map(|new| {
+            view! {
+                <div class="notice" data-testid="new-token">
+                    <p>"Your new token " <strong>{new.token.name}</strong> ". Copy it now: it is not shown again."</p>
+                    <code class="secret">{new.secret}</code>
+                </div>
+            }
+        })
+    };
+    view! {
+        <section class="card">
+            <h2>"API tokens"</h2>
+            <p class="muted">"For scripts: send " <code>"Authorization: Bearer <token>"</code> " to " <code>"/api/v1"</code> "."</p>
+            {fresh}
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match tokens.await {
+                        Ok(list) if list.is_empty() => view! { <p class="muted">"No tokens yet."</p> }.into_any(),
+                        Ok(list) => view! {
+                            <table data-testid="tokens">
+                                <thead><tr><th>"Name"</th><th>"Scope"</th><th>"Created"</th><th>"Last used"</th><th></th></tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|t| view! {
+                                        <tr>
+                                            <td>{t.name}</td>
+                                            <td>{t.scope.as_str()}</td>
+                                            <td>{when(t.created_at)}</td>
+                                            <td>{t.last_used_at.map_or_else(|| "never".to_owned(), when)}</td>
+                                            <td>
+                                                {match t.revoked_at {
+                                                    Some(at) => view! { <span class="muted">"revoked " {when(at)}</span> }.into_any(),
+                                                    None => view! {
+                                                        <ActionForm action=revoke attr:class="inline">
+                                                            <input type="hidden" name="id" value=t.id/>
+                                                            <button type="submit" class="secondary">"Revoke"</button>
+                                                        </ActionForm>
+                                                    }.into_any(),
+                                                }}
+                                            </td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(error) => view! { <LoadError error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+            <ActionForm action=create>
+                <label>"Name" <input type="text" name="name" required maxlength="100" placeholder="laptop scripts"/></label>
+                <label>"Scope"
+                    <select name="scope">
+                        <option value="read">"read"</option>
+                        <option value="write">"read and write"</option>
+                    </select>
+                </label>
+                <button type="submit">"Create token"</button>
+            </ActionForm>
+            <ActionError value=create.value()/>
+        </section>
+    }
+}

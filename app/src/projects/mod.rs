@@ -1,0 +1,227 @@
+//! Projects: a user starts one (and leads it) or asks to join one; leaders approve members. Every later
+//! resource (experiments, slices) belongs to a project, and every query is scoped to the caller's projects.
+
+use crate::error::AppError;
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub enum Role {
+    Leader,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "leader" => Some(Role::Leader),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ProjectView {
+    pub id: i32,
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    /// The caller's role; `None` for an operator looking at a project that is not theirs.
+    pub my_role: Option<Role>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct MemberView {
+    pub user_id: i32,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub enum RequestStatus {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct JoinRequestView {
+    pub id: i32,
+    pub project: String,
+    pub user_id: i32,
+    pub user_name: String,
+    pub user_email: String,
+    pub message: String,
+    pub status: RequestStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ProjectDetail {
+    pub project: ProjectView,
+    pub members: Vec<MemberView>,
+    /// Pending join requests; only leaders and operators see them.
+    pub requests: Vec<JoinRequestView>,
+}
+
+/// The project name a free-text title would become: lower case, `_` for runs of other characters. Runs in
+/// the browser too, to preview the name while the user types.
+pub fn suggest_name(title: &str) -> String {
+    let mut out = String::new();
+    for c in title.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    let out = out.trim_matches('_').trim_start_matches(|c: char| c.is_ascii_digit());
+    out.chars().take(32).collect::<String>().trim_end_matches('_').to_owned()
+}
+
+/// Project names end up in testbed slice names (`<site>_<name>`), so they follow PLC's rules.
+pub fn validate_name(name: &str) -> Result<(), AppError> {
+    let ok = (3..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            "name",
+            "a project name has 3 to 32 characters: lower-case letters, digits and `_`, starting with a letter",
+        ))
+    }
+}
+
+#[server(prefix = "/sf", endpoint = "list_projects")]
+pub async fn list_projects() -> Result<Vec<ProjectView>, AppError> {
+    use crate::{error::ssr::respond, state::request};
+    respond(
+        async {
+            let state = request::state()?;
+            let caller = request::caller(&state).await?;
+            ssr::list(&state.db, &caller).await
+        }
+        .await,
+    )
+}
+
+#[server(prefix = "/sf", endpoint = "create_project")]
+pub async fn create_project(name: String, description: String) -> Result<ProjectView, AppError> {
+    use crate::{error::ssr::respond, state::request};
+    respond(
+        async {
+            let state = request::state()?;
+            let caller = request::caller(&state).await?;
+            ssr::create(&state.db, &caller, &name, &description).await
+        }
+        .await,
+    )
+}
+
+#[server(prefix = "/sf", endpoint = "get_project")]
+pub async fn get_project(name: String) -> Result<ProjectDetail, AppError> {
+    use crate::{error::ssr::respond, state::request};
+    respond(
+        async {
+            let state = request::state()?;
+            let caller = request::caller(&state).await?;
+            ssr::detail(&state.db, &caller, &name).await
+        }
+        .await,
+    )
+}
+
+#[server(prefix = "/sf", endpoint = "request_join")]
+pub async fn request_join(project: String, message: String) -> Result<JoinRequestView, AppError> {
+    use crate::{error::ssr::respond, state::request};
+    respond(
+        async {
+            let state = request::state()?;
+            let caller = request::caller(&state).await?;
+            ssr::request_join(&state.db, &caller, &project, &message).await
+        }
+        .await,
+    )
+}
+
+#[server(prefix = "/sf", endpoint = "my_join_requests")]
+pub async fn my_join_requests() -> Result<Vec<JoinRequestView>, AppError> {
+    use crate::{error::ssr::respond, state::request};
+    respond(
+        async {
+            let state = request::state()?;
+            let caller = request::caller(&state).await?;
+            ssr::my_requests(&state.db, &caller).await
+        }
+        .await,
+    )
+}
+
+/// `decision` is `approve` or `reject`.
+#[server(prefix = "/sf", endpoint = "decide_join")]
+pub async fn decide_join(id: i32, decision: String) -> Result<JoinRequestView, AppError> {
+    use crate::{error::ssr::respond, state::request};
+    respond(
+        async {
+            let state = request::state()?;
+            let caller = request::caller(&state).await?;
+            let approve = match decision.as_str() {
+                "approve" => true,
+                "reject" => false,
+                _ => return Err(AppError::invalid("decision", "decision is `approve` or `reject`")),
+            };
+            ssr::decide(&state.db, &caller, id, approve).await
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggested_names_are_valid() {
+        for (title, want) in [
+            ("My Project", "my_project"),
+            ("  Wide-Area  DNS!! ", "wide_area_dns"),
+            ("42 ways", "ways"),
+            ("Überlay", "berlay"),
+        ] {
+            assert_eq!(suggest_name(title), want);
+            validate_name(want).unwrap();
+        }
+    }
+
+    #[test]
+    fn names_that_would_break_slice_names_are_refused() {
+        for bad in ["ab", "Caps", "9lives", "has space", "semi;colon", "x".repeat(33).as_str(), "dash-ed"] {
+            let err = validate_name(bad).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("name"), "{bad}");
+        }
+    }
+}

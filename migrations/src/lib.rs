@@ -1,0 +1,17 @@
+//! Portolan's schema, one migration per step, run at start (`portolan serve`) or by `portolan migrate`.
+//!
+//! Table names are plural nouns of the domain. Later issues add sites, nodes, experiments, slices and slivers
+//! in migrations of their own; nothing here presumes their shape.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_accounts;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_accounts::Migration)]
+    }
+}

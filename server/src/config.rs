@@ -1,0 +1,200 @@
+//! Portolan's configuration: one typed value, read at start from defaults, an optional TOML file and the
+//! environment (in that order, later wins), and validated at once so that a bad setting stops the start with
+//! a message naming it.
+//!
+//! | setting | environment | default | meaning |
+//! |---|---|---|---|
+//! | (file) | `PORTOLAN_CONFIG` | `portolan.toml` if it exists | path of a TOML file with the settings below |
+//! | `listen` | `PORTOLAN_LISTEN` | `127.0.0.1:3000` | address and port the portal listens on |
+//! | `data_dir` | `PORTOLAN_DATA_DIR` | `./portolan-data` | where the embedded SQLite database lives |
+//! | `database_url` | `DATABASE_URL` or `PORTOLAN_DATABASE_URL` | `sqlite://<data_dir>/portolan.db` | `sqlite://…` or `postgres://…` |
+//! | `db_max_connections` | `PORTOLAN_DB_MAX_CONNECTIONS` | `10` | size of the database pool |
+//! | `site_root` | `PORTOLAN_SITE_ROOT` | `target/site` | the built browser bundle and CSS (`pkg/`) |
+//! | `public_url` | `PORTOLAN_PUBLIC_URL` | none | the URL users reach the portal at; `https://…` makes session cookies `Secure` |
+//! | `session_days` | `PORTOLAN_SESSION_DAYS` | `7` | a session ends after this many days without use |
+//! | `log` | `PORTOLAN_LOG` | `info` | a tracing filter, e.g. `info,server=debug` |
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+use std::{net::SocketAddr, path::PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub db_max_connections: u32,
+    pub site_root: PathBuf,
+    pub public_url: Option<String>,
+    pub session_days: u32,
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            data_dir: PathBuf::from("portolan-data"),
+            database_url: None,
+            db_max_connections: 10,
+            site_root: PathBuf::from("target/site"),
+            public_url: None,
+            session_days: 7,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Figment(Box<figment::Error>),
+    #[error("configuration: PORTOLAN_CONFIG names {0}, which does not exist")]
+    MissingFile(PathBuf),
+    #[error("configuration: {setting} is invalid: {why}")]
+    Invalid { setting: &'static str, why: String },
+}
+
+impl Config {
+    /// Reads the configuration from the defaults, the file and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let mut figment = Figment::new().merge(Serialized::defaults(Config::default()));
+        match std::env::var_os("PORTOLAN_CONFIG") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                if !path.exists() {
+                    return Err(ConfigError::MissingFile(path));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None => figment = figment.merge(Toml::file_exact("portolan.toml")),
+        }
+        figment = figment
+            .merge(Env::prefixed("PORTOLAN_").ignore(&["config"]))
+            .merge(Env::raw().only(&["DATABASE_URL"]));
+        let config: Config = figment.extract().map_err(|e| ConfigError::Figment(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "database_url (DATABASE_URL)",
+                why: "expected sqlite://… or postgres://…".to_owned(),
+            });
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "public_url (PORTOLAN_PUBLIC_URL)",
+                why: "expected http://… or https://…".to_owned(),
+            });
+        }
+        if self.db_max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "db_max_connections (PORTOLAN_DB_MAX_CONNECTIONS)",
+                why: "must be at least 1".to_owned(),
+            });
+        }
+        if self.session_days == 0 || self.session_days > 365 {
+            return Err(ConfigError::Invalid {
+                setting: "session_days (PORTOLAN_SESSION_DAYS)",
+                why: "must be from 1 to 365".to_owned(),
+            });
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return Err(ConfigError::Invalid { setting: "log (PORTOLAN_LOG)", why: e.to_string() });
+        }
+        Ok(())
+    }
+
+    /// The database to use: the configured URL, or the embedded SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("portolan.db").display()),
+        }
+    }
+
+    /// Session cookies are `Secure` when the portal is served over TLS.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_err(jail: &mut Jail, key: &str, value: &str) -> String {
+        jail.set_env(key, value);
+        let err = Config::load().unwrap_err().to_string();
+        jail.clear_env();
+        err
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_ones() {
+        Jail::expect_with(|_| {
+            let config = Config::load().unwrap();
+            assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+            assert_eq!(config.database_url(), "sqlite://portolan-data/portolan.db?mode=rwc");
+            assert!(!config.secure_cookies());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides() {
+        Jail::expect_with(|jail| {
+            jail.set_env("PORTOLAN_LISTEN", "0.0.0.0:8080");
+            jail.set_env("PORTOLAN_SESSION_DAYS", "3");
+            jail.set_env("DATABASE_URL", "postgres://u@h/db");
+            jail.set_env("PORTOLAN_PUBLIC_URL", "https://portolan.example.org");
+            let config = Config::load().unwrap();
+            assert_eq!(config.listen.port(), 8080);
+            assert_eq!(config.session_days, 3);
+            assert_eq!(config.database_url(), "postgres://u@h/db");
+            assert!(config.secure_cookies());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        Jail::expect_with(|jail| {
+            let err = load_err(jail, "PORTOLAN_LISTEN", "nowhere");
+            assert!(err.contains("PORTOLAN_LISTEN"), "{err}");
+            let err = load_err(jail, "DATABASE_URL", "mysql://x");
+            assert!(err.contains("DATABASE_URL"), "{err}");
+            let err = load_err(jail, "PORTOLAN_CONFIG", "/no/such/file.toml");
+            assert!(err.contains("PORTOLAN_CONFIG"), "{err}");
+            let err = load_err(jail, "PORTOLAN_SESSION_DAYS", "0");
+            assert!(err.contains("PORTOLAN_SESSION_DAYS"), "{err}");
+            let err = load_err(jail, "PORTOLAN_SESSION_DAYS", "many");
+            assert!(err.contains("PORTOLAN_SESSION_DAYS"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment() {
+        Jail::expect_with(|jail| {
+            jail.create_file("p.toml", "listen = \"127.0.0.1:4000\"\nsession_days = 2\n")?;
+            jail.set_env("PORTOLAN_CONFIG", "p.toml");
+            jail.set_env("PORTOLAN_SESSION_DAYS", "5");
+            let config = Config::load().unwrap();
+            assert_eq!(config.listen.port(), 4000);
+            assert_eq!(config.session_days, 5);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,93 @@
+//! `portolan`: the one binary. `serve` runs the portal, `migrate` brings the database up to date, `admin`
+//! manages accounts from the command line. Settings: see `config.rs` and the README.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use server::{config::Config, open_database};
+use std::io::BufRead;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "portolan", version, about = "A portal that lends researchers slices of a wide-area testbed")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the portal (migrates the database first).
+    Serve,
+    /// Bring the database schema up to date and exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    Admin(Admin),
+}
+
+#[derive(Subcommand)]
+enum Admin {
+    /// Create a user; the password is read from the first line of standard input.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Make the user an operator (sees and manages everything).
+        #[arg(long)]
+        operator: bool,
+    },
+    /// Grant (or with --revoke withdraw) the operator role.
+    MakeOperator {
+        email: String,
+        #[arg(long)]
+        revoke: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load()?;
+    tracing_subscriber::fmt().with_env_filter(EnvFilter::new(&config.log)).init();
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            open_database(&config).await?;
+            tracing::info!("database is up to date");
+            Ok(())
+        }
+        Command::Admin(admin) => run_admin(config, admin).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = open_database(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (PORTOLAN_LISTEN)", config.listen))?;
+    tracing::info!("Portolan listening on http://{}", listener.local_addr()?);
+    server::serve(&config, db, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!(error = %e, "cannot listen for Ctrl-C; stopping");
+    }
+    tracing::info!("shutting down");
+}
+
+async fn run_admin(config: Config, admin: Admin) -> anyhow::Result<()> {
+    let db = open_database(&config).await?;
+    let user = match admin {
+        Admin::CreateUser { email, name, operator } => {
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password).context("cannot read the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            app::accounts::ssr::create_user(&db, &email, &name, password, operator).await?
+        }
+        Admin::MakeOperator { email, revoke } => app::accounts::ssr::set_operator(&db, &email, !revoke).await?,
+    };
+    println!("{} <{}> operator={}", user.name, user.email, user.is_operator);
+    Ok(())
+}
