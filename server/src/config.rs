@@ -51,7 +51,7 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
-    Figment(Box<figment::Error>),
+    Figment(String),
     #[error("configuration: PORTOLAN_CONFIG names {0}, which does not exist")]
     MissingFile(PathBuf),
     #[error("configuration: {setting} is invalid: {why}")]
@@ -70,12 +70,15 @@ impl Config {
                 }
                 figment = figment.merge(Toml::file_exact(path));
             }
-            None => figment = figment.merge(Toml::file_exact("portolan.toml")),
+            None if std::path::Path::new("portolan.toml").exists() => {
+                figment = figment.merge(Toml::file_exact("portolan.toml"));
+            }
+            None => {}
         }
         figment = figment
             .merge(Env::prefixed("PORTOLAN_").ignore(&["config"]))
             .merge(Env::raw().only(&["DATABASE_URL"]));
-        let config: Config = figment.extract().map_err(|e| ConfigError::Figment(Box::new(e)))?;
+        let config: Config = figment.extract().map_err(|e| ConfigError::Figment(describe(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -127,6 +130,24 @@ impl Config {
     pub fn secure_cookies(&self) -> bool {
         self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
     }
+}
+
+/// One line per problem, naming the setting and where it came from (`PORTOLAN_LISTEN`, the file, …).
+fn describe(errors: figment::Error) -> String {
+    errors
+        .into_iter()
+        .map(|e| {
+            let key = e.path.last().map(|k| k.to_lowercase()).unwrap_or_default();
+            let source = match e.metadata.as_ref().map(|m| m.name.as_ref()) {
+                Some(name) if name.contains("environment") && key == "database_url" => "DATABASE_URL".to_owned(),
+                Some(name) if name.contains("environment") => format!("PORTOLAN_{}", key.to_uppercase()),
+                Some(name) => format!("{key} in {name}"),
+                None => key.clone(),
+            };
+            format!("{source} ({key}): {}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]

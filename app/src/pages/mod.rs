@@ -11,6 +11,7 @@ use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
+    SsrMode,
     components::{A, Route, Router, Routes},
     path,
 };
@@ -57,15 +58,16 @@ pub fn App() -> impl IntoView {
     view! {
         <Stylesheet id="leptos" href="/pkg/portolan.css"/>
         <Title text="Portolan"/>
+        // Pages render whole on the server (`Async`), so they work before hydration and without JavaScript.
         <Router>
             <Nav/>
             <main>
                 <Routes fallback=|| view! { <h1>"Not found"</h1><p>"There is no page here."</p> }>
-                    <Route path=path!("/") view=dashboard::DashboardPage/>
-                    <Route path=path!("/login") view=account::LoginPage/>
-                    <Route path=path!("/register") view=account::RegisterPage/>
-                    <Route path=path!("/profile") view=profile::ProfilePage/>
-                    <Route path=path!("/projects/:name") view=project::ProjectPage/>
+                    <Route path=path!("/") view=dashboard::DashboardPage ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view=account::LoginPage ssr=SsrMode::Async/>
+                    <Route path=path!("/register") view=account::RegisterPage ssr=SsrMode::Async/>
+                    <Route path=path!("/profile") view=profile::ProfilePage ssr=SsrMode::Async/>
+                    <Route path=path!("/projects/:name") view=project::ProjectPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
