@@ -54,6 +54,12 @@ pub fn App() -> impl IntoView {
         |_| current_user(),
     );
     provide_context(Auth { login, logout, register, user });
+    // Effects run only in the browser, after hydration: mark the page so tests (and curious people) can tell.
+    Effect::new(|_| {
+        if let Some(root) = document().document_element() {
+            let _ = root.set_attribute("data-hydrated", "true");
+        }
+    });
 
     view! {
         <Stylesheet id="leptos" href="/pkg/portolan.css"/>

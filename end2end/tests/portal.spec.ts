@@ -1,0 +1,91 @@
+import { expect, test, type Page } from "@playwright/test";
+
+// A real public key (ssh-keygen -t ed25519 -C ada@lab) and its fingerprint as `ssh-keygen -l` prints it.
+const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPI+DjeFyvcJhwoBHObkxNxeuORd3QSsOorXq16R8qpd ada@lab";
+const FINGERPRINT = "SHA256:qssXkA28cUCYLhXmSlC2AYhnAMm6Kfva0BVaSunHiWQ";
+
+/** Waits until the WASM bundle has hydrated the page. */
+async function hydrated(page: Page) {
+  await page.locator("html[data-hydrated]").waitFor({ state: "attached" });
+}
+
+async function register(page: Page, email: string, name: string) {
+  await page.goto("/register");
+  await hydrated(page);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Name", { exact: true }).fill(name);
+  await page.getByLabel("Password (at least 10 characters)").fill("correct horse battery");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByTestId("who")).toHaveText(name);
+}
+
+test("register, create a project, add a key, create a token, log out", async ({ page }) => {
+  const email = `ada+${Date.now()}@example.org`;
+  await register(page, email, "Ada Lovelace");
+
+  // Create a project from the dashboard.
+  await expect(page.getByRole("heading", { name: "Your projects" })).toBeVisible();
+  await page.getByLabel("Name", { exact: true }).fill("wanlab");
+  await page.getByLabel("Description").fill("Wide-area latency study");
+  await page.getByRole("button", { name: "Create project" }).click();
+  const projects = page.getByTestId("projects");
+  await expect(projects).toContainText("wanlab");
+  await expect(projects).toContainText("leader");
+
+  // The project page lists its leader.
+  await projects.getByRole("link", { name: "wanlab" }).click();
+  await expect(page.getByRole("heading", { name: "wanlab" })).toBeVisible();
+  await expect(page.getByTestId("members")).toContainText(email);
+
+  // Add an SSH key on the profile page: its fingerprint is shown.
+  await page.getByRole("link", { name: "Profile" }).click();
+  await page.getByLabel("Public key").fill(KEY);
+  await page.getByRole("button", { name: "Add key" }).click();
+  await expect(page.getByTestId("keys")).toContainText(FINGERPRINT);
+
+  // A bad key gets a clear message.
+  await page.getByLabel("Public key").fill("ssh-rsa not-really-a-key");
+  await page.getByRole("button", { name: "Add key" }).click();
+  await expect(page.getByRole("alert")).toContainText("not an OpenSSH public key");
+
+  // Create a token: shown once, listed without its secret.
+  await page.getByPlaceholder("laptop scripts").fill("ci");
+  await page.getByRole("button", { name: "Create token" }).click();
+  const fresh = page.getByTestId("new-token");
+  await expect(fresh).toContainText("ptl_");
+  const secret = (await fresh.locator("code").textContent())!.trim();
+  await expect(page.getByTestId("tokens")).toContainText("ci");
+  await expect(page.getByTestId("tokens")).not.toContainText(secret);
+
+  // The token works for scripts.
+  const me = await page.request.get("/api/v1/me", { headers: { Authorization: `Bearer ${secret}` } });
+  expect(me.status()).toBe(200);
+  expect((await me.json()).email).toBe(email);
+
+  // Log out: the navigation offers to log in again, and the session is gone.
+  await page.getByRole("button", { name: "Log out" }).click();
+  await expect(page.getByRole("link", { name: "Log in" })).toBeVisible();
+  const after = await page.request.get("/api/v1/me");
+  expect(after.status()).toBe(401);
+});
+
+test("the project-name check runs in the browser once hydrated", async ({ page }) => {
+  await register(page, `grace+${Date.now()}@example.org`, "Grace Hopper");
+  const check = page.getByTestId("name-check");
+  await expect(check).toContainText("3 to 32 characters");
+  const name = page.getByLabel("Name", { exact: true });
+  await name.pressSequentially("Bad Name");
+  await expect(check).toContainText("lower-case letters");
+  await name.fill("");
+  await name.pressSequentially("good_name");
+  await expect(check).toContainText("good_name is a valid project name");
+});
+
+test("log in with wrong credentials shows one clear error", async ({ page }) => {
+  await page.goto("/login");
+  await hydrated(page);
+  await page.getByLabel("Email").fill("nobody@example.org");
+  await page.getByLabel("Password").fill("wrong password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page.getByRole("alert")).toHaveText("wrong email or password");
+});
