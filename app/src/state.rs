@@ -22,12 +22,16 @@ pub mod request {
     }
 
     pub async fn session() -> AppResult<Session> {
-        leptos_axum::extract::<Session>().await.map_err(|e| AppError::internal(format!("no session layer: {e:?}")))
+        leptos_axum::extract::<Session>()
+            .await
+            .map_err(|e| AppError::internal(format!("no session layer: {e:?}")))
     }
 
     /// The logged-in caller of a server function; `unauthenticated` when nobody is logged in.
     pub async fn caller(state: &AppState) -> AppResult<Caller> {
-        optional_caller(state).await?.ok_or_else(AppError::unauthenticated)
+        optional_caller(state)
+            .await?
+            .ok_or_else(AppError::unauthenticated)
     }
 
     pub async fn optional_caller(state: &AppState) -> AppResult<Option<Caller>> {

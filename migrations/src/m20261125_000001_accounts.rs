@@ -6,7 +6,11 @@ use sea_orm_migration::{prelude::*, schema::*};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-fn fk(from_table: &'static str, from_col: &'static str, to_table: &'static str) -> ForeignKeyCreateStatement {
+fn fk(
+    from_table: &'static str,
+    from_col: &'static str,
+    to_table: &'static str,
+) -> ForeignKeyCreateStatement {
     ForeignKey::create()
         .from(from_table, from_col)
         .to(to_table, "id")
@@ -14,7 +18,12 @@ fn fk(from_table: &'static str, from_col: &'static str, to_table: &'static str) 
         .to_owned()
 }
 
-fn index(table: &'static str, name: &str, cols: &[&'static str], unique: bool) -> IndexCreateStatement {
+fn index(
+    table: &'static str,
+    name: &str,
+    cols: &[&'static str],
+    unique: bool,
+) -> IndexCreateStatement {
     let mut index = Index::create();
     index.name(name).table(table);
     for col in cols {
@@ -70,7 +79,12 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("memberships", "memberships_user", &["user_id"], false))
+            .create_index(index(
+                "memberships",
+                "memberships_user",
+                &["user_id"],
+                false,
+            ))
             .await?;
         manager
             .create_table(
@@ -147,7 +161,12 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("sessions", "sessions_expiry", &["expiry_date"], false))
+            .create_index(index(
+                "sessions",
+                "sessions_expiry",
+                &["expiry_date"],
+                false,
+            ))
             .await?;
         manager
             .create_table(
@@ -178,7 +197,9 @@ impl MigrationTrait for Migration {
             "projects",
             "users",
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -61,15 +61,28 @@ mod tests {
     fn browsers_same_origin_pass_cross_site_fail() {
         assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
         assert!(same_origin(&headers(&[("sec-fetch-site", "none")])));
-        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site"), ("origin", "http://a:1"), ("host", "a:1")])));
+        assert!(!same_origin(&headers(&[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://a:1"),
+            ("host", "a:1")
+        ])));
         assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
     }
 
     #[test]
     fn origin_must_match_host_without_fetch_metadata() {
-        assert!(same_origin(&headers(&[("origin", "http://127.0.0.1:3000"), ("host", "127.0.0.1:3000")])));
-        assert!(!same_origin(&headers(&[("origin", "http://evil.example"), ("host", "127.0.0.1:3000")])));
-        assert!(!same_origin(&headers(&[("origin", "null"), ("host", "127.0.0.1:3000")])));
+        assert!(same_origin(&headers(&[
+            ("origin", "http://127.0.0.1:3000"),
+            ("host", "127.0.0.1:3000")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("origin", "http://evil.example"),
+            ("host", "127.0.0.1:3000")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("origin", "null"),
+            ("host", "127.0.0.1:3000")
+        ])));
         assert!(same_origin(&headers(&[])), "scripts without Origin pass");
     }
 }

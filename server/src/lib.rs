@@ -15,7 +15,10 @@ use tower_sessions::ExpiredDeletion;
 pub async fn open_database(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
     if config.database_url.is_none() {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            anyhow::anyhow!("cannot create the data directory {} (PORTOLAN_DATA_DIR): {e}", config.data_dir.display())
+            anyhow::anyhow!(
+                "cannot create the data directory {} (PORTOLAN_DATA_DIR): {e}",
+                config.data_dir.display()
+            )
         })?;
     }
     let url = config.database_url();
@@ -54,7 +57,9 @@ pub async fn serve(
         }
     });
     let app = web::router(AppState { db }, config);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -62,7 +67,13 @@ pub async fn serve(
 mod tests {
     #[test]
     fn redacts_passwords() {
-        assert_eq!(super::redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(super::redact("sqlite://x.db?mode=rwc"), "sqlite://x.db?mode=rwc");
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            super::redact("sqlite://x.db?mode=rwc"),
+            "sqlite://x.db?mode=rwc"
+        );
     }
 }

@@ -8,7 +8,11 @@ use std::io::BufRead;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "portolan", version, about = "A portal that lends researchers slices of a wide-area testbed")]
+#[command(
+    name = "portolan",
+    version,
+    about = "A portal that lends researchers slices of a wide-area testbed"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +53,9 @@ enum Admin {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load()?;
-    tracing_subscriber::fmt().with_env_filter(EnvFilter::new(&config.log)).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(&config.log))
+        .init();
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
@@ -80,14 +86,26 @@ async fn shutdown_signal() {
 async fn run_admin(config: Config, admin: Admin) -> anyhow::Result<()> {
     let db = open_database(&config).await?;
     let user = match admin {
-        Admin::CreateUser { email, name, operator } => {
+        Admin::CreateUser {
+            email,
+            name,
+            operator,
+        } => {
             let mut password = String::new();
-            std::io::stdin().lock().read_line(&mut password).context("cannot read the password from stdin")?;
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .context("cannot read the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']);
             app::accounts::ssr::create_user(&db, &email, &name, password, operator).await?
         }
-        Admin::MakeOperator { email, revoke } => app::accounts::ssr::set_operator(&db, &email, !revoke).await?,
+        Admin::MakeOperator { email, revoke } => {
+            app::accounts::ssr::set_operator(&db, &email, !revoke).await?
+        }
     };
-    println!("{} <{}> operator={}", user.name, user.email, user.is_operator);
+    println!(
+        "{} <{}> operator={}",
+        user.name, user.email, user.is_operator
+    );
     Ok(())
 }

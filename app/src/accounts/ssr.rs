@@ -15,14 +15,23 @@ pub const MAX_PASSWORD: usize = 1024;
 
 impl From<user::Model> for UserView {
     fn from(u: user::Model) -> Self {
-        UserView { id: u.id, email: u.email, name: u.name, is_operator: u.is_operator, created_at: u.created_at }
+        UserView {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            is_operator: u.is_operator,
+            created_at: u.created_at,
+        }
     }
 }
 
 pub fn normalize_email(email: &str) -> AppResult<String> {
     let email = email.trim().to_lowercase();
     if email.len() > 254 || !email_address::EmailAddress::is_valid(&email) {
-        return Err(AppError::invalid("email", "enter a valid email address, like ada@example.org"));
+        return Err(AppError::invalid(
+            "email",
+            "enter a valid email address, like ada@example.org",
+        ));
     }
     Ok(email)
 }
@@ -30,10 +39,16 @@ pub fn normalize_email(email: &str) -> AppResult<String> {
 pub fn validate_name(name: &str) -> AppResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(AppError::invalid("name", "enter your name (1 to 100 characters)"));
+        return Err(AppError::invalid(
+            "name",
+            "enter your name (1 to 100 characters)",
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(AppError::invalid("name", "the name must not contain control characters"));
+        return Err(AppError::invalid(
+            "name",
+            "the name must not contain control characters",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -41,10 +56,16 @@ pub fn validate_name(name: &str) -> AppResult<String> {
 pub fn validate_password(password: &str) -> AppResult<()> {
     let n = password.chars().count();
     if n < MIN_PASSWORD {
-        return Err(AppError::invalid("password", format!("the password needs at least {MIN_PASSWORD} characters")));
+        return Err(AppError::invalid(
+            "password",
+            format!("the password needs at least {MIN_PASSWORD} characters"),
+        ));
     }
     if password.len() > MAX_PASSWORD {
-        return Err(AppError::invalid("password", format!("the password may have at most {MAX_PASSWORD} bytes")));
+        return Err(AppError::invalid(
+            "password",
+            format!("the password may have at most {MAX_PASSWORD} bytes"),
+        ));
     }
     Ok(())
 }
@@ -77,22 +98,46 @@ pub async fn create_user(
         }
         _ => e.into(),
     })?;
-    audit::record(db, Some(user.id), "user.create", &email, json!({ "operator": operator })).await?;
+    audit::record(
+        db,
+        Some(user.id),
+        "user.create",
+        &email,
+        json!({ "operator": operator }),
+    )
+    .await?;
     Ok(user.into())
 }
 
-pub async fn register(db: &DatabaseConnection, email: &str, name: &str, password: &str) -> AppResult<UserView> {
+pub async fn register(
+    db: &DatabaseConnection,
+    email: &str,
+    name: &str,
+    password: &str,
+) -> AppResult<UserView> {
     create_user(db, email, name, password, false).await
 }
 
 /// Checks an email and password. The same error for an unknown email and a wrong password, and the same
 /// work (one argon2 verification) for both, so neither reveals which accounts exist.
-pub async fn authenticate(db: &DatabaseConnection, email: &str, password: &str) -> AppResult<UserView> {
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    email: &str,
+    password: &str,
+) -> AppResult<UserView> {
     static DUMMY: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| hash_password("not a password of anyone").unwrap_or_default());
     let email = email.trim().to_lowercase();
-    let found = user::Entity::find().filter(user::Column::Email.eq(&email)).one(db).await?;
-    let ok = verify_password(password, found.as_ref().map_or(DUMMY.as_str(), |u| u.password_hash.as_str()));
+    let found = user::Entity::find()
+        .filter(user::Column::Email.eq(&email))
+        .one(db)
+        .await?;
+    let ok = verify_password(
+        password,
+        found
+            .as_ref()
+            .map_or(DUMMY.as_str(), |u| u.password_hash.as_str()),
+    );
     match found {
         Some(user) if ok => {
             audit::record(db, Some(user.id), "login", &email, json!({ "ok": true })).await?;
@@ -100,7 +145,10 @@ pub async fn authenticate(db: &DatabaseConnection, email: &str, password: &str) 
         }
         _ => {
             audit::record(db, None, "login", &email, json!({ "ok": false })).await?;
-            Err(AppError::new(crate::error::ErrorCode::Unauthenticated, "wrong email or password"))
+            Err(AppError::new(
+                crate::error::ErrorCode::Unauthenticated,
+                "wrong email or password",
+            ))
         }
     }
 }
@@ -114,7 +162,11 @@ pub async fn me(db: &DatabaseConnection, caller: &Caller) -> AppResult<UserView>
 }
 
 /// Grants or withdraws the operator role (command line only).
-pub async fn set_operator(db: &DatabaseConnection, email: &str, operator: bool) -> AppResult<UserView> {
+pub async fn set_operator(
+    db: &DatabaseConnection,
+    email: &str,
+    operator: bool,
+) -> AppResult<UserView> {
     let email = email.trim().to_lowercase();
     let user = user::Entity::find()
         .filter(user::Column::Email.eq(&email))
@@ -124,6 +176,13 @@ pub async fn set_operator(db: &DatabaseConnection, email: &str, operator: bool) 
     let mut active: user::ActiveModel = user.into();
     active.is_operator = Set(operator);
     let user = active.update(db).await?;
-    audit::record(db, None, "user.operator", &email, json!({ "operator": operator })).await?;
+    audit::record(
+        db,
+        None,
+        "user.operator",
+        &email,
+        json!({ "operator": operator }),
+    )
+    .await?;
     Ok(user.into())
 }

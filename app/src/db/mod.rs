@@ -11,7 +11,10 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use std::time::Duration;
 
 /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and brings the schema up to date.
-pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect_and_migrate(
+    url: &str,
+    max_connections: u32,
+) -> Result<DatabaseConnection, DbErr> {
     let db = connect(url, max_connections).await?;
     Migrator::up(&db, None).await?;
     Ok(db)

@@ -44,7 +44,11 @@ impl SessionStore for DbSessionStore {
         loop {
             let model = active_model(record)?;
             let inserted = session::Entity::insert(model)
-                .on_conflict(OnConflict::column(session::Column::Id).do_nothing().to_owned())
+                .on_conflict(
+                    OnConflict::column(session::Column::Id)
+                        .do_nothing()
+                        .to_owned(),
+                )
                 .exec_without_returning(&self.db)
                 .await
                 .map_err(backend)?;
@@ -82,7 +86,11 @@ impl SessionStore for DbSessionStore {
         let data = serde_json::from_slice(&row.data).map_err(|e| Error::Decode(e.to_string()))?;
         let expiry_date = OffsetDateTime::from_unix_timestamp(row.expiry_date)
             .map_err(|e| Error::Decode(e.to_string()))?;
-        Ok(Some(Record { id: *id, data, expiry_date }))
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date,
+        }))
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {

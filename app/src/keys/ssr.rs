@@ -5,11 +5,12 @@ use crate::audit;
 use crate::auth::Caller;
 use crate::db::entity::ssh_key;
 use crate::error::{AppError, AppResult};
+use ::ssh_key::{HashAlg, PublicKey};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+    SqlErr,
 };
 use serde_json::json;
-use ::ssh_key::{HashAlg, PublicKey};
 
 /// The largest pasted key accepted (an RSA-16384 key is about 2.8 KB).
 pub const MAX_KEY_LEN: usize = 8192;
@@ -28,10 +29,16 @@ pub struct ParsedKey {
 pub fn parse_key(text: &str) -> AppResult<ParsedKey> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(AppError::invalid("public_key", "paste a public key, e.g. the contents of ~/.ssh/id_ed25519.pub"));
+        return Err(AppError::invalid(
+            "public_key",
+            "paste a public key, e.g. the contents of ~/.ssh/id_ed25519.pub",
+        ));
     }
     if text.len() > MAX_KEY_LEN {
-        return Err(AppError::invalid("public_key", format!("the key is longer than {MAX_KEY_LEN} characters")));
+        return Err(AppError::invalid(
+            "public_key",
+            format!("the key is longer than {MAX_KEY_LEN} characters"),
+        ));
     }
     if text.contains("PRIVATE KEY") {
         return Err(AppError::invalid(
@@ -40,23 +47,34 @@ pub fn parse_key(text: &str) -> AppResult<ParsedKey> {
         ));
     }
     if text.lines().count() > 1 {
-        return Err(AppError::invalid("public_key", "paste exactly one key, on one line"));
+        return Err(AppError::invalid(
+            "public_key",
+            "paste exactly one key, on one line",
+        ));
     }
     let key = PublicKey::from_openssh(text).map_err(|e| {
         AppError::invalid(
             "public_key",
-            format!("not an OpenSSH public key ({e}); expected `ssh-ed25519 AAAA… comment` or similar"),
+            format!(
+                "not an OpenSSH public key ({e}); expected `ssh-ed25519 AAAA… comment` or similar"
+            ),
         )
     })?;
     if let ::ssh_key::public::KeyData::Rsa(rsa) = key.key_data() {
         let bits = rsa.n.as_positive_bytes().map_or(0, |b| b.len() * 8);
         if bits < 2048 {
-            return Err(AppError::invalid("public_key", format!("RSA keys need at least 2048 bits; this one has {bits}")));
+            return Err(AppError::invalid(
+                "public_key",
+                format!("RSA keys need at least 2048 bits; this one has {bits}"),
+            ));
         }
     }
     let comment = key.comment().to_owned();
     if comment.len() > 200 || comment.chars().any(char::is_control) {
-        return Err(AppError::invalid("public_key", "the key's comment is too long or has control characters"));
+        return Err(AppError::invalid(
+            "public_key",
+            "the key's comment is too long or has control characters",
+        ));
     }
     let openssh = key.to_openssh().map_err(AppError::internal)?;
     Ok(ParsedKey {
@@ -95,9 +113,15 @@ pub async fn add(db: &DatabaseConnection, caller: &Caller, text: &str) -> AppRes
     caller.require_write()?;
     let parsed = parse_key(text)?;
     use sea_orm::PaginatorTrait;
-    let count = ssh_key::Entity::find().filter(ssh_key::Column::UserId.eq(caller.user_id)).count(db).await?;
+    let count = ssh_key::Entity::find()
+        .filter(ssh_key::Column::UserId.eq(caller.user_id))
+        .count(db)
+        .await?;
     if count >= MAX_KEYS_PER_USER {
-        return Err(AppError::invalid("public_key", format!("at most {MAX_KEYS_PER_USER} keys per user")));
+        return Err(AppError::invalid(
+            "public_key",
+            format!("at most {MAX_KEYS_PER_USER} keys per user"),
+        ));
     }
     let key = ssh_key::ActiveModel {
         user_id: Set(caller.user_id),
@@ -111,12 +135,20 @@ pub async fn add(db: &DatabaseConnection, caller: &Caller, text: &str) -> AppRes
     .insert(db)
     .await
     .map_err(|e| match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            AppError::invalid("public_key", format!("you have added this key already ({})", parsed.fingerprint))
-        }
+        Some(SqlErr::UniqueConstraintViolation(_)) => AppError::invalid(
+            "public_key",
+            format!("you have added this key already ({})", parsed.fingerprint),
+        ),
         _ => e.into(),
     })?;
-    audit::record(db, Some(caller.user_id), "key.add", &key.fingerprint, json!({})).await?;
+    audit::record(
+        db,
+        Some(caller.user_id),
+        "key.add",
+        &key.fingerprint,
+        json!({}),
+    )
+    .await?;
     Ok(key.into())
 }
 
@@ -128,7 +160,14 @@ pub async fn delete(db: &DatabaseConnection, caller: &Caller, id: i32) -> AppRes
         .await?
         .ok_or_else(|| AppError::not_found(format!("key {id}")))?;
     ssh_key::Entity::delete_by_id(key.id).exec(db).await?;
-    audit::record(db, Some(caller.user_id), "key.delete", &key.fingerprint, json!({})).await?;
+    audit::record(
+        db,
+        Some(caller.user_id),
+        "key.delete",
+        &key.fingerprint,
+        json!({}),
+    )
+    .await?;
     Ok(())
 }
 
@@ -145,7 +184,10 @@ mod tests {
         assert_eq!(key.algorithm, "ssh-ed25519");
         assert_eq!(key.comment, "ada@lab");
         // As `ssh-keygen -lf` prints it for this key.
-        assert_eq!(key.fingerprint, "SHA256:qssXkA28cUCYLhXmSlC2AYhnAMm6Kfva0BVaSunHiWQ");
+        assert_eq!(
+            key.fingerprint,
+            "SHA256:qssXkA28cUCYLhXmSlC2AYhnAMm6Kfva0BVaSunHiWQ"
+        );
         assert_eq!(key.openssh, ED25519);
     }
 

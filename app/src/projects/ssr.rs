@@ -1,20 +1,28 @@
 //! Storage and rules for projects, memberships and join requests. Every SQL statement about them is here,
 //! and every read goes through [`visible`], which scopes it to the caller.
 
-use super::{JoinRequestView, MemberView, ProjectDetail, ProjectView, RequestStatus, Role, validate_name};
+use super::{
+    JoinRequestView, MemberView, ProjectDetail, ProjectView, RequestStatus, Role, validate_name,
+};
 use crate::audit;
 use crate::auth::Caller;
 use crate::db::entity::{join_request, membership, project, user};
 use crate::error::{AppError, AppResult};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+    SqlErr, TransactionTrait,
 };
 use serde_json::json;
 use std::collections::HashMap;
 
 fn view(p: project::Model, my_role: Option<Role>) -> ProjectView {
-    ProjectView { id: p.id, name: p.name, description: p.description, created_at: p.created_at, my_role }
+    ProjectView {
+        id: p.id,
+        name: p.name,
+        description: p.description,
+        created_at: p.created_at,
+        my_role,
+    }
 }
 
 fn status_of(text: &str) -> RequestStatus {
@@ -25,7 +33,11 @@ fn status_of(text: &str) -> RequestStatus {
     }
 }
 
-async fn role_of(db: &DatabaseConnection, project_id: i32, user_id: i32) -> AppResult<Option<Role>> {
+async fn role_of(
+    db: &DatabaseConnection,
+    project_id: i32,
+    user_id: i32,
+) -> AppResult<Option<Role>> {
     Ok(membership::Entity::find_by_id((project_id, user_id))
         .one(db)
         .await?
@@ -34,7 +46,11 @@ async fn role_of(db: &DatabaseConnection, project_id: i32, user_id: i32) -> AppR
 
 /// The project called `name` if the caller may see it (member or operator), with the caller's role.
 /// Anything else is `not_found`, so that names of other projects do not leak through this path.
-pub async fn visible(db: &DatabaseConnection, caller: &Caller, name: &str) -> AppResult<(project::Model, Option<Role>)> {
+pub async fn visible(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    name: &str,
+) -> AppResult<(project::Model, Option<Role>)> {
     let not_found = || AppError::not_found(format!("project {name}"));
     let project = project::Entity::find()
         .filter(project::Column::Name.eq(name))
@@ -61,16 +77,32 @@ pub async fn list(db: &DatabaseConnection, caller: &Caller) -> AppResult<Vec<Pro
     if !caller.operator {
         query = query.filter(project::Column::Id.is_in(roles.keys().copied()));
     }
-    Ok(query.all(db).await?.into_iter().map(|p| { let r = roles.get(&p.id).copied(); view(p, r) }).collect())
+    Ok(query
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|p| {
+            let r = roles.get(&p.id).copied();
+            view(p, r)
+        })
+        .collect())
 }
 
-pub async fn create(db: &DatabaseConnection, caller: &Caller, name: &str, description: &str) -> AppResult<ProjectView> {
+pub async fn create(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    name: &str,
+    description: &str,
+) -> AppResult<ProjectView> {
     caller.require_write()?;
     let name = name.trim();
     validate_name(name)?;
     let description = description.trim();
     if description.chars().count() > 1000 {
-        return Err(AppError::invalid("description", "the description may have at most 1000 characters"));
+        return Err(AppError::invalid(
+            "description",
+            "the description may have at most 1000 characters",
+        ));
     }
     let now = chrono::Utc::now();
     let txn = db.begin().await?;
@@ -97,12 +129,23 @@ pub async fn create(db: &DatabaseConnection, caller: &Caller, name: &str, descri
     }
     .insert(&txn)
     .await?;
-    audit::record(&txn, Some(caller.user_id), "project.create", name, json!({})).await?;
+    audit::record(
+        &txn,
+        Some(caller.user_id),
+        "project.create",
+        name,
+        json!({}),
+    )
+    .await?;
     txn.commit().await?;
     Ok(view(project, Some(Role::Leader)))
 }
 
-pub async fn detail(db: &DatabaseConnection, caller: &Caller, name: &str) -> AppResult<ProjectDetail> {
+pub async fn detail(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    name: &str,
+) -> AppResult<ProjectDetail> {
     let (project, role) = visible(db, caller, name).await?;
     let members = members(db, project.id).await?;
     let requests = if role == Some(Role::Leader) || caller.operator {
@@ -110,7 +153,11 @@ pub async fn detail(db: &DatabaseConnection, caller: &Caller, name: &str) -> App
     } else {
         Vec::new()
     };
-    Ok(ProjectDetail { project: view(project, role), members, requests })
+    Ok(ProjectDetail {
+        project: view(project, role),
+        members,
+        requests,
+    })
 }
 
 /// Members of a project with their names and emails (two indexed queries).
@@ -136,7 +183,10 @@ pub async fn members(db: &DatabaseConnection, project_id: i32) -> AppResult<Vec<
         .collect())
 }
 
-async fn users_by_id(db: &DatabaseConnection, ids: impl Iterator<Item = i32>) -> AppResult<HashMap<i32, user::Model>> {
+async fn users_by_id(
+    db: &DatabaseConnection,
+    ids: impl Iterator<Item = i32>,
+) -> AppResult<HashMap<i32, user::Model>> {
     let ids: Vec<i32> = ids.collect();
     Ok(user::Entity::find()
         .filter(user::Column::Id.is_in(ids))
@@ -191,26 +241,43 @@ async fn requests_of(
         .collect())
 }
 
-pub async fn my_requests(db: &DatabaseConnection, caller: &Caller) -> AppResult<Vec<JoinRequestView>> {
+pub async fn my_requests(
+    db: &DatabaseConnection,
+    caller: &Caller,
+) -> AppResult<Vec<JoinRequestView>> {
     requests_of(db, None, Some(caller.user_id), false).await
 }
 
 /// Pending requests of a project, for its leaders and operators.
-pub async fn pending_requests(db: &DatabaseConnection, caller: &Caller, name: &str) -> AppResult<Vec<JoinRequestView>> {
+pub async fn pending_requests(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    name: &str,
+) -> AppResult<Vec<JoinRequestView>> {
     let (project, role) = visible(db, caller, name).await?;
     if role != Some(Role::Leader) && !caller.operator {
-        return Err(AppError::forbidden("only the project's leaders see its join requests"));
+        return Err(AppError::forbidden(
+            "only the project's leaders see its join requests",
+        ));
     }
     requests_of(db, Some(project.id), None, true).await
 }
 
 /// Asks to join the project called `name`. Knowing a project's name is what lets one ask.
-pub async fn request_join(db: &DatabaseConnection, caller: &Caller, name: &str, message: &str) -> AppResult<JoinRequestView> {
+pub async fn request_join(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    name: &str,
+    message: &str,
+) -> AppResult<JoinRequestView> {
     caller.require_write()?;
     let name = name.trim();
     let message = message.trim();
     if message.chars().count() > 1000 {
-        return Err(AppError::invalid("message", "the message may have at most 1000 characters"));
+        return Err(AppError::invalid(
+            "message",
+            "the message may have at most 1000 characters",
+        ));
     }
     let project = project::Entity::find()
         .filter(project::Column::Name.eq(name))
@@ -218,7 +285,9 @@ pub async fn request_join(db: &DatabaseConnection, caller: &Caller, name: &str, 
         .await?
         .ok_or_else(|| AppError::invalid("project", format!("no project is called {name}")))?;
     if role_of(db, project.id, caller.user_id).await?.is_some() {
-        return Err(AppError::conflict(format!("you are a member of {name} already")));
+        return Err(AppError::conflict(format!(
+            "you are a member of {name} already"
+        )));
     }
     let pending = join_request::Entity::find()
         .filter(join_request::Column::ProjectId.eq(project.id))
@@ -227,7 +296,9 @@ pub async fn request_join(db: &DatabaseConnection, caller: &Caller, name: &str, 
         .one(db)
         .await?;
     if pending.is_some() {
-        return Err(AppError::conflict(format!("you have asked to join {name} already")));
+        return Err(AppError::conflict(format!(
+            "you have asked to join {name} already"
+        )));
     }
     let row = join_request::ActiveModel {
         project_id: Set(project.id),
@@ -239,23 +310,47 @@ pub async fn request_join(db: &DatabaseConnection, caller: &Caller, name: &str, 
     }
     .insert(db)
     .await?;
-    audit::record(db, Some(caller.user_id), "project.join_request", name, json!({ "request": row.id })).await?;
+    audit::record(
+        db,
+        Some(caller.user_id),
+        "project.join_request",
+        name,
+        json!({ "request": row.id }),
+    )
+    .await?;
     let mut views = requests_of(db, Some(project.id), Some(caller.user_id), true).await?;
-    views.pop().ok_or_else(|| AppError::internal("join request vanished after insert"))
+    views
+        .pop()
+        .ok_or_else(|| AppError::internal("join request vanished after insert"))
 }
 
 /// A leader (or operator) approves or rejects a pending request; approval makes the user a member.
-pub async fn decide(db: &DatabaseConnection, caller: &Caller, id: i32, approve: bool) -> AppResult<JoinRequestView> {
+pub async fn decide(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i32,
+    approve: bool,
+) -> AppResult<JoinRequestView> {
     caller.require_write()?;
     let not_found = || AppError::not_found(format!("join request {id}"));
-    let request = join_request::Entity::find_by_id(id).one(db).await?.ok_or_else(not_found)?;
+    let request = join_request::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(not_found)?;
     let role = role_of(db, request.project_id, caller.user_id).await?;
     if role != Some(Role::Leader) && !caller.operator {
         // Members and outsiders alike: do not confirm that the request exists.
-        return Err(if role.is_some() { AppError::forbidden("only the project's leaders decide join requests") } else { not_found() });
+        return Err(if role.is_some() {
+            AppError::forbidden("only the project's leaders decide join requests")
+        } else {
+            not_found()
+        });
     }
     if request.status != "pending" {
-        return Err(AppError::conflict(format!("join request {id} was {} already", request.status)));
+        return Err(AppError::conflict(format!(
+            "join request {id} was {} already",
+            request.status
+        )));
     }
     let now = chrono::Utc::now();
     let (project_id, user_id) = (request.project_id, request.user_id);
@@ -265,7 +360,12 @@ pub async fn decide(db: &DatabaseConnection, caller: &Caller, id: i32, approve: 
     active.decided_by = Set(Some(caller.user_id));
     active.decided_at = Set(Some(now));
     active.update(&txn).await?;
-    if approve && membership::Entity::find_by_id((project_id, user_id)).one(&txn).await?.is_none() {
+    if approve
+        && membership::Entity::find_by_id((project_id, user_id))
+            .one(&txn)
+            .await?
+            .is_none()
+    {
         membership::ActiveModel {
             project_id: Set(project_id),
             user_id: Set(user_id),
@@ -275,7 +375,14 @@ pub async fn decide(db: &DatabaseConnection, caller: &Caller, id: i32, approve: 
         .insert(&txn)
         .await?;
     }
-    audit::record(&txn, Some(caller.user_id), "project.join_decision", &id.to_string(), json!({ "approve": approve })).await?;
+    audit::record(
+        &txn,
+        Some(caller.user_id),
+        "project.join_decision",
+        &id.to_string(),
+        json!({ "approve": approve }),
+    )
+    .await?;
     txn.commit().await?;
     let mut views = requests_of(db, Some(project_id), Some(user_id), false).await?;
     views.retain(|v| v.id == id);

@@ -49,7 +49,8 @@ pub async fn create_token(name: String, scope: String) -> Result<NewToken, AppEr
         async {
             let state = request::state()?;
             let caller = request::caller(&state).await?;
-            let scope = Scope::parse(&scope).ok_or_else(|| AppError::invalid("scope", "scope is `read` or `write`"))?;
+            let scope = Scope::parse(&scope)
+                .ok_or_else(|| AppError::invalid("scope", "scope is `read` or `write`"))?;
             ssr::create(&state.db, &caller, &name, scope).await
         }
         .await,

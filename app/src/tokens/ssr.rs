@@ -6,7 +6,8 @@ use crate::auth::{Caller, Scope, new_token};
 use crate::db::entity::api_token;
 use crate::error::{AppError, AppResult};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set,
 };
 use serde_json::json;
 
@@ -28,7 +29,10 @@ impl From<api_token::Model> for TokenView {
 fn validate_name(name: &str) -> AppResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(AppError::invalid("name", "name the token (1 to 100 printable characters), e.g. `laptop scripts`"));
+        return Err(AppError::invalid(
+            "name",
+            "name the token (1 to 100 printable characters), e.g. `laptop scripts`",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -45,7 +49,12 @@ pub async fn list(db: &DatabaseConnection, caller: &Caller) -> AppResult<Vec<Tok
 }
 
 /// Creates a token. Only a logged-in session may: a token can never create a token.
-pub async fn create(db: &DatabaseConnection, caller: &Caller, name: &str, scope: Scope) -> AppResult<NewToken> {
+pub async fn create(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    name: &str,
+    scope: Scope,
+) -> AppResult<NewToken> {
     caller.require_session()?;
     let name = validate_name(name)?;
     let live = api_token::Entity::find()
@@ -54,7 +63,9 @@ pub async fn create(db: &DatabaseConnection, caller: &Caller, name: &str, scope:
         .count(db)
         .await?;
     if live >= MAX_TOKENS_PER_USER {
-        return Err(AppError::conflict(format!("at most {MAX_TOKENS_PER_USER} live tokens; revoke one first")));
+        return Err(AppError::conflict(format!(
+            "at most {MAX_TOKENS_PER_USER} live tokens; revoke one first"
+        )));
     }
     let (secret, hash) = new_token();
     let token = api_token::ActiveModel {
@@ -67,8 +78,18 @@ pub async fn create(db: &DatabaseConnection, caller: &Caller, name: &str, scope:
     }
     .insert(db)
     .await?;
-    audit::record(db, Some(caller.user_id), "token.create", &token.id.to_string(), json!({ "scope": scope })).await?;
-    Ok(NewToken { token: token.into(), secret })
+    audit::record(
+        db,
+        Some(caller.user_id),
+        "token.create",
+        &token.id.to_string(),
+        json!({ "scope": scope }),
+    )
+    .await?;
+    Ok(NewToken {
+        token: token.into(),
+        secret,
+    })
 }
 
 pub async fn revoke(db: &DatabaseConnection, caller: &Caller, id: i32) -> AppResult<()> {
@@ -84,6 +105,13 @@ pub async fn revoke(db: &DatabaseConnection, caller: &Caller, id: i32) -> AppRes
     let mut active: api_token::ActiveModel = token.into();
     active.revoked_at = Set(Some(chrono::Utc::now()));
     active.update(db).await?;
-    audit::record(db, Some(caller.user_id), "token.revoke", &id.to_string(), json!({})).await?;
+    audit::record(
+        db,
+        Some(caller.user_id),
+        "token.revoke",
+        &id.to_string(),
+        json!({}),
+    )
+    .await?;
     Ok(())
 }

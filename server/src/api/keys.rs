@@ -16,7 +16,10 @@ pub struct NewKey {
 /// The caller's SSH keys.
 #[utoipa::path(get, path = "/api/v1/keys", tag = "keys",
     responses((status = 200, body = Vec<KeyView>), (status = 401, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, ApiCaller(caller): ApiCaller) -> Result<Json<Vec<KeyView>>, AppError> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Vec<KeyView>>, AppError> {
     ssr::list(&state.db, &caller).await.map(Json)
 }
 
@@ -28,7 +31,9 @@ pub async fn add(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<KeyView>), AppError> {
-    ssr::add(&state.db, &caller, &body.public_key).await.map(|k| (StatusCode::CREATED, Json(k)))
+    ssr::add(&state.db, &caller, &body.public_key)
+        .await
+        .map(|k| (StatusCode::CREATED, Json(k)))
 }
 
 /// Deletes one of the caller's keys.
@@ -39,5 +44,7 @@ pub async fn delete(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<StatusCode, AppError> {
-    ssr::delete(&state.db, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
+    ssr::delete(&state.db, &caller, id)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
 }

@@ -24,7 +24,10 @@ pub struct JoinRequest {
 /// The caller's projects (every project for operators).
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects",
     responses((status = 200, body = Vec<ProjectView>), (status = 401, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, ApiCaller(caller): ApiCaller) -> Result<Json<Vec<ProjectView>>, AppError> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Vec<ProjectView>>, AppError> {
     ssr::list(&state.db, &caller).await.map(Json)
 }
 
@@ -36,7 +39,9 @@ pub async fn create(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<NewProject>,
 ) -> Result<(StatusCode, Json<ProjectView>), AppError> {
-    ssr::create(&state.db, &caller, &body.name, &body.description).await.map(|p| (StatusCode::CREATED, Json(p)))
+    ssr::create(&state.db, &caller, &body.name, &body.description)
+        .await
+        .map(|p| (StatusCode::CREATED, Json(p)))
 }
 
 /// One project with its members (and, for leaders, pending join requests).
@@ -58,7 +63,9 @@ pub async fn members(
     ApiCaller(caller): ApiCaller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Vec<MemberView>>, AppError> {
-    ssr::detail(&state.db, &caller, &name).await.map(|d| Json(d.members))
+    ssr::detail(&state.db, &caller, &name)
+        .await
+        .map(|d| Json(d.members))
 }
 
 /// Pending join requests of a project (leaders and operators).
@@ -69,7 +76,9 @@ pub async fn join_requests(
     ApiCaller(caller): ApiCaller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Vec<JoinRequestView>>, AppError> {
-    ssr::pending_requests(&state.db, &caller, &name).await.map(Json)
+    ssr::pending_requests(&state.db, &caller, &name)
+        .await
+        .map(Json)
 }
 
 /// Asks to join a project.
@@ -82,7 +91,9 @@ pub async fn ask_to_join(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<JoinRequest>,
 ) -> Result<(StatusCode, Json<JoinRequestView>), AppError> {
-    ssr::request_join(&state.db, &caller, &name, &body.message).await.map(|r| (StatusCode::CREATED, Json(r)))
+    ssr::request_join(&state.db, &caller, &name, &body.message)
+        .await
+        .map(|r| (StatusCode::CREATED, Json(r)))
 }
 
 /// Approves a join request (project leaders and operators).

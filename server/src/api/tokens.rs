@@ -17,7 +17,10 @@ pub struct TokenRequest {
 /// The caller's API tokens (never their secrets).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
     responses((status = 200, body = Vec<TokenView>), (status = 401, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, ApiCaller(caller): ApiCaller) -> Result<Json<Vec<TokenView>>, AppError> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Vec<TokenView>>, AppError> {
     ssr::list(&state.db, &caller).await.map(Json)
 }
 
@@ -29,7 +32,9 @@ pub async fn create(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<(StatusCode, Json<NewToken>), AppError> {
-    ssr::create(&state.db, &caller, &body.name, body.scope).await.map(|t| (StatusCode::CREATED, Json(t)))
+    ssr::create(&state.db, &caller, &body.name, body.scope)
+        .await
+        .map(|t| (StatusCode::CREATED, Json(t)))
 }
 
 /// Revokes a token; revoking a revoked token is a no-op.
@@ -40,5 +45,7 @@ pub async fn revoke(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<StatusCode, AppError> {
-    ssr::revoke(&state.db, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
+    ssr::revoke(&state.db, &caller, id)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
 }
