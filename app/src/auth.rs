@@ -41,14 +41,10 @@ mod ssr {
     use crate::error::{AppError, AppResult};
     use argon2::{
         Argon2,
-        password_hash::{
-            PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
-        },
+        password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
     };
     use axum::http::{HeaderMap, header::AUTHORIZATION};
-    use sea_orm::{
-        ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-    };
+    use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
     use sha2::{Digest, Sha256};
     use tower_sessions::Session;
 
@@ -76,9 +72,9 @@ mod ssr {
         /// Refuses read-only tokens.
         pub fn require_write(&self) -> AppResult<()> {
             match self.via {
-                Via::Token {
-                    scope: Scope::Read, ..
-                } => Err(AppError::forbidden("this API token is read-only")),
+                Via::Token { scope: Scope::Read, .. } => {
+                    Err(AppError::forbidden("this API token is read-only"))
+                }
                 _ => Ok(()),
             }
         }
@@ -87,9 +83,9 @@ mod ssr {
         pub fn require_session(&self) -> AppResult<()> {
             match self.via {
                 Via::Session => Ok(()),
-                Via::Token { .. } => Err(AppError::forbidden(
-                    "this action needs a logged-in session, not an API token",
-                )),
+                Via::Token { .. } => {
+                    Err(AppError::forbidden("this action needs a logged-in session, not an API token"))
+                }
             }
         }
     }
@@ -104,11 +100,7 @@ mod ssr {
 
     pub fn verify_password(password: &str, stored_hash: &str) -> bool {
         PasswordHash::new(stored_hash)
-            .map(|hash| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &hash)
-                    .is_ok()
-            })
+            .map(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
             .unwrap_or(false)
     }
 
@@ -128,26 +120,16 @@ mod ssr {
         hex::encode(Sha256::digest(token.as_bytes()))
     }
 
-    async fn user_caller(
-        db: &DatabaseConnection,
-        user_id: i32,
-        via: Via,
-    ) -> AppResult<Option<Caller>> {
-        Ok(user::Entity::find_by_id(user_id)
-            .one(db)
-            .await?
-            .map(|u| Caller {
-                user_id: u.id,
-                operator: u.is_operator,
-                via,
-            }))
+    async fn user_caller(db: &DatabaseConnection, user_id: i32, via: Via) -> AppResult<Option<Caller>> {
+        Ok(user::Entity::find_by_id(user_id).one(db).await?.map(|u| Caller {
+            user_id: u.id,
+            operator: u.is_operator,
+            via,
+        }))
     }
 
     /// The caller behind a `Authorization: Bearer …` header, if it holds a live token.
-    pub async fn caller_from_token(
-        db: &DatabaseConnection,
-        token: &str,
-    ) -> AppResult<Option<Caller>> {
+    pub async fn caller_from_token(db: &DatabaseConnection, token: &str) -> AppResult<Option<Caller>> {
         let Some(row) = api_token::Entity::find()
             .filter(api_token::Column::TokenHash.eq(hash_token(token)))
             .filter(api_token::Column::RevokedAt.is_null())
@@ -168,10 +150,7 @@ mod ssr {
         db: &DatabaseConnection,
         session: &Session,
     ) -> AppResult<Option<Caller>> {
-        let user_id: Option<i32> = session
-            .get(SESSION_USER_KEY)
-            .await
-            .map_err(AppError::internal)?;
+        let user_id: Option<i32> = session.get(SESSION_USER_KEY).await.map_err(AppError::internal)?;
         match user_id {
             Some(id) => user_caller(db, id, Via::Session).await,
             None => Ok(None),
@@ -192,14 +171,10 @@ mod ssr {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim)
                 .ok_or_else(AppError::unauthenticated)?;
-            return caller_from_token(db, token)
-                .await?
-                .ok_or_else(AppError::unauthenticated);
+            return caller_from_token(db, token).await?.ok_or_else(AppError::unauthenticated);
         }
         match session {
-            Some(session) => caller_from_session(db, session)
-                .await?
-                .ok_or_else(AppError::unauthenticated),
+            Some(session) => caller_from_session(db, session).await?.ok_or_else(AppError::unauthenticated),
             None => Err(AppError::unauthenticated()),
         }
     }
@@ -207,10 +182,7 @@ mod ssr {
     /// Logs `user_id` in on `session`, with a fresh session id (defeats session fixation).
     pub async fn log_in(session: &Session, user_id: i32) -> AppResult<()> {
         session.cycle_id().await.map_err(AppError::internal)?;
-        session
-            .insert(SESSION_USER_KEY, user_id)
-            .await
-            .map_err(AppError::internal)
+        session.insert(SESSION_USER_KEY, user_id).await.map_err(AppError::internal)
     }
 
     pub async fn log_out(session: &Session) -> AppResult<()> {

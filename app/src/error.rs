@@ -48,20 +48,12 @@ pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            field: None,
-        }
+        Self { code, message: message.into(), field: None }
     }
 
     /// Bad input in one named field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: ErrorCode::InvalidInput,
-            message: message.into(),
-            field: Some(field.to_owned()),
-        }
+        Self { code: ErrorCode::InvalidInput, message: message.into(), field: Some(field.to_owned()) }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -69,10 +61,7 @@ impl AppError {
     }
 
     pub fn unauthenticated() -> Self {
-        Self::new(
-            ErrorCode::Unauthenticated,
-            "log in or present a valid API token",
-        )
+        Self::new(ErrorCode::Unauthenticated, "log in or present a valid API token")
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -104,10 +93,9 @@ impl FromServerFnError for AppError {
         match value {
             ServerFnErrorErr::Args(m) => Self::bad_request(format!("bad arguments: {m}")),
             ServerFnErrorErr::MissingArg(m) => Self::bad_request(format!("missing argument {m}")),
-            ServerFnErrorErr::Request(m) => Self::new(
-                ErrorCode::Unavailable,
-                format!("could not reach the server: {m}"),
-            ),
+            ServerFnErrorErr::Request(m) => {
+                Self::new(ErrorCode::Unavailable, format!("could not reach the server: {m}"))
+            }
             other => Self::internal(other),
         }
     }
@@ -143,10 +131,7 @@ pub mod ssr {
             match err {
                 DbErr::ConnectionAcquire(e) => {
                     tracing::warn!(error = %e, "database pool exhausted");
-                    AppError::new(
-                        ErrorCode::Unavailable,
-                        "the database is busy; try again shortly",
-                    )
+                    AppError::new(ErrorCode::Unavailable, "the database is busy; try again shortly")
                 }
                 other => AppError::internal(other),
             }

@@ -29,9 +29,7 @@ pub mod request {
 
     /// The logged-in caller of a server function; `unauthenticated` when nobody is logged in.
     pub async fn caller(state: &AppState) -> AppResult<Caller> {
-        optional_caller(state)
-            .await?
-            .ok_or_else(AppError::unauthenticated)
+        optional_caller(state).await?.ok_or_else(AppError::unauthenticated)
     }
 
     pub async fn optional_caller(state: &AppState) -> AppResult<Option<Caller>> {

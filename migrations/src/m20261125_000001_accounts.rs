@@ -6,11 +6,7 @@ use sea_orm_migration::{prelude::*, schema::*};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-fn fk(
-    from_table: &'static str,
-    from_col: &'static str,
-    to_table: &'static str,
-) -> ForeignKeyCreateStatement {
+fn fk(from_table: &'static str, from_col: &'static str, to_table: &'static str) -> ForeignKeyCreateStatement {
     ForeignKey::create()
         .from(from_table, from_col)
         .to(to_table, "id")
@@ -18,12 +14,7 @@ fn fk(
         .to_owned()
 }
 
-fn index(
-    table: &'static str,
-    name: &str,
-    cols: &[&'static str],
-    unique: bool,
-) -> IndexCreateStatement {
+fn index(table: &'static str, name: &str, cols: &[&'static str], unique: bool) -> IndexCreateStatement {
     let mut index = Index::create();
     index.name(name).table(table);
     for col in cols {
@@ -78,14 +69,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(index(
-                "memberships",
-                "memberships_user",
-                &["user_id"],
-                false,
-            ))
-            .await?;
+        manager.create_index(index("memberships", "memberships_user", &["user_id"], false)).await?;
         manager
             .create_table(
                 Table::create()
@@ -127,12 +111,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index(
-                "ssh_keys",
-                "ssh_keys_user_fingerprint",
-                &["user_id", "fingerprint"],
-                true,
-            ))
+            .create_index(index("ssh_keys", "ssh_keys_user_fingerprint", &["user_id", "fingerprint"], true))
             .await?;
         manager
             .create_table(
@@ -160,14 +139,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(index(
-                "sessions",
-                "sessions_expiry",
-                &["expiry_date"],
-                false,
-            ))
-            .await?;
+        manager.create_index(index("sessions", "sessions_expiry", &["expiry_date"], false)).await?;
         manager
             .create_table(
                 Table::create()
@@ -181,9 +153,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(index("audit_log", "audit_log_at", &["at"], false))
-            .await
+        manager.create_index(index("audit_log", "audit_log_at", &["at"], false)).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -197,9 +167,7 @@ impl MigrationTrait for Migration {
             "projects",
             "users",
         ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

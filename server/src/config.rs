@@ -78,9 +78,7 @@ impl Config {
         figment = figment
             .merge(Env::prefixed("PORTOLAN_").ignore(&["config"]))
             .merge(Env::raw().only(&["DATABASE_URL"]));
-        let config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError::Figment(describe(e)))?;
+        let config: Config = figment.extract().map_err(|e| ConfigError::Figment(describe(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -117,10 +115,7 @@ impl Config {
             });
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
-            return Err(ConfigError::Invalid {
-                setting: "log (PORTOLAN_LOG)",
-                why: e.to_string(),
-            });
+            return Err(ConfigError::Invalid { setting: "log (PORTOLAN_LOG)", why: e.to_string() });
         }
         Ok(())
     }
@@ -129,18 +124,13 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("portolan.db").display()
-            ),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("portolan.db").display()),
         }
     }
 
     /// Session cookies are `Secure` when the portal is served over TLS.
     pub fn secure_cookies(&self) -> bool {
-        self.public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"))
+        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
     }
 }
 
@@ -167,7 +157,10 @@ fn describe(errors: figment::Error) -> String {
 }
 
 #[cfg(test)]
-#[expect(clippy::result_large_err, reason = "figment::Jail's closures must return figment::Error, which is large")]
+#[expect(
+    clippy::result_large_err,
+    reason = "figment::Jail's closures must return figment::Error, which is large"
+)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -184,10 +177,7 @@ mod tests {
         Jail::expect_with(|_| {
             let config = Config::load().unwrap();
             assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
-            assert_eq!(
-                config.database_url(),
-                "sqlite://portolan-data/portolan.db?mode=rwc"
-            );
+            assert_eq!(config.database_url(), "sqlite://portolan-data/portolan.db?mode=rwc");
             assert!(!config.secure_cookies());
             Ok(())
         });

@@ -71,18 +71,9 @@ mod tests {
 
     #[test]
     fn origin_must_match_host_without_fetch_metadata() {
-        assert!(same_origin(&headers(&[
-            ("origin", "http://127.0.0.1:3000"),
-            ("host", "127.0.0.1:3000")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("origin", "http://evil.example"),
-            ("host", "127.0.0.1:3000")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("origin", "null"),
-            ("host", "127.0.0.1:3000")
-        ])));
+        assert!(same_origin(&headers(&[("origin", "http://127.0.0.1:3000"), ("host", "127.0.0.1:3000")])));
+        assert!(!same_origin(&headers(&[("origin", "http://evil.example"), ("host", "127.0.0.1:3000")])));
+        assert!(!same_origin(&headers(&[("origin", "null"), ("host", "127.0.0.1:3000")])));
         assert!(same_origin(&headers(&[])), "scripts without Origin pass");
     }
 }

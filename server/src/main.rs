@@ -53,9 +53,7 @@ enum Admin {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(&config.log))
-        .init();
+    tracing_subscriber::fmt().with_env_filter(EnvFilter::new(&config.log)).init();
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
@@ -86,11 +84,7 @@ async fn shutdown_signal() {
 async fn run_admin(config: Config, admin: Admin) -> anyhow::Result<()> {
     let db = open_database(&config).await?;
     let user = match admin {
-        Admin::CreateUser {
-            email,
-            name,
-            operator,
-        } => {
+        Admin::CreateUser { email, name, operator } => {
             let mut password = String::new();
             std::io::stdin()
                 .lock()
@@ -103,9 +97,6 @@ async fn run_admin(config: Config, admin: Admin) -> anyhow::Result<()> {
             app::accounts::ssr::set_operator(&db, &email, !revoke).await?
         }
     };
-    println!(
-        "{} <{}> operator={}",
-        user.name, user.email, user.is_operator
-    );
+    println!("{} <{}> operator={}", user.name, user.email, user.is_operator);
     Ok(())
 }

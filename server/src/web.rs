@@ -56,9 +56,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .with_secure(config.secure_cookies())
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_expiry(Expiry::OnInactivity(time::Duration::days(i64::from(
-            config.session_days,
-        ))));
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(i64::from(config.session_days))));
 
     Router::new()
         .nest("/api/v1", api::router(state))
@@ -73,8 +71,5 @@ pub fn router(state: AppState, config: &Config) -> Router {
 }
 
 fn header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(
-        HeaderName::from_static(name),
-        HeaderValue::from_static(value),
-    )
+    SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value))
 }

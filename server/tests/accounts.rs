@@ -12,36 +12,20 @@ fn session_cookie(response: &reqwest::Response) -> Option<String> {
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            v.strip_prefix("portolan_session=")?
-                .split(';')
-                .next()
-                .map(str::to_owned)
-        })
+        .find_map(|v| v.strip_prefix("portolan_session=")?.split(';').next().map(str::to_owned))
 }
 
 async fn register_then_me(app: TestApp) {
     let browser = app.user("Ada@Example.org").await;
     let (status, me) = app.get(&browser, "/me", None).await;
     assert_eq!(status, StatusCode::OK, "{me}");
-    assert_eq!(
-        me["email"], "ada@example.org",
-        "emails are stored in lower case"
-    );
+    assert_eq!(me["email"], "ada@example.org", "emails are stored in lower case");
     assert_eq!(me["is_operator"], false);
     let hash: String = {
         use sea_orm::EntityTrait;
-        app::db::entity::user::Entity::find()
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap()
-            .password_hash
+        app::db::entity::user::Entity::find().one(&app.db).await.unwrap().unwrap().password_hash
     };
-    assert!(
-        hash.starts_with("$argon2id$"),
-        "passwords are hashed with argon2id"
-    );
+    assert!(hash.starts_with("$argon2id$"), "passwords are hashed with argon2id");
     assert!(!hash.contains("correct horse"));
 }
 
@@ -54,13 +38,8 @@ async fn bad_registrations_name_the_field_and_store_nothing(app: TestApp) {
         ("bob@example.org", "Bob", "short", "password"),
         ("ADA@example.org", "Ada again", "long enough pw", "email"),
     ] {
-        let (status, body) = app
-            .call(
-                &client,
-                "register",
-                &[("email", email), ("name", name), ("password", password)],
-            )
-            .await;
+        let (status, body) =
+            app.call(&client, "register", &[("email", email), ("name", name), ("password", password)]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(body["code"], "invalid_input");
         assert_eq!(body["field"], field, "{body}");
@@ -71,29 +50,13 @@ async fn bad_registrations_name_the_field_and_store_nothing(app: TestApp) {
 async fn login_cycles_the_session_id(app: TestApp) {
     let _ = app.user("ada@example.org").await;
     let browser = app.browser();
-    let form = [
-        ("email", "ada@example.org"),
-        ("password", "correct horse battery"),
-    ];
-    let first = browser
-        .post(app.url("/sf/login"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let form = [("email", "ada@example.org"), ("password", "correct horse battery")];
+    let first = browser.post(app.url("/sf/login")).form(&form).send().await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
     let first_id = session_cookie(&first).expect("a session cookie");
-    let second = browser
-        .post(app.url("/sf/login"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let second = browser.post(app.url("/sf/login")).form(&form).send().await.unwrap();
     let second_id = session_cookie(&second).expect("a new session cookie");
-    assert_ne!(
-        first_id, second_id,
-        "logging in must issue a fresh session id"
-    );
+    assert_ne!(first_id, second_id, "logging in must issue a fresh session id");
 
     // The old id is dead: a client presenting it is not logged in.
     let stale = reqwest::Client::new();
@@ -111,29 +74,16 @@ async fn login_cycles_the_session_id(app: TestApp) {
 async fn wrong_credentials_get_one_answer(app: TestApp) {
     let _ = app.user("ada@example.org").await;
     let client = app.browser();
-    let (s1, wrong_pw) = app
-        .call(
-            &client,
-            "login",
-            &[("email", "ada@example.org"), ("password", "nope nope nope")],
-        )
-        .await;
-    let (s2, no_user) = app
-        .call(
-            &client,
-            "login",
-            &[("email", "eve@example.org"), ("password", "nope nope nope")],
-        )
-        .await;
+    let (s1, wrong_pw) =
+        app.call(&client, "login", &[("email", "ada@example.org"), ("password", "nope nope nope")]).await;
+    let (s2, no_user) =
+        app.call(&client, "login", &[("email", "eve@example.org"), ("password", "nope nope nope")]).await;
     assert_eq!(s1, StatusCode::UNAUTHORIZED);
     assert_eq!(s2, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong_pw, no_user, "no hint whether the account exists");
     let (status, _) = app.get(&client, "/me", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(
-        app.count("audit_log").await >= 3,
-        "failed logins are audited"
-    );
+    assert!(app.count("audit_log").await >= 3, "failed logins are audited");
 }
 
 async fn logout_ends_the_session(app: TestApp) {
@@ -163,15 +113,11 @@ async fn forged_session_cookies_are_strangers(app: TestApp) {
 
 async fn operators_are_made_on_the_command_line(app: TestApp) {
     let browser = app.user("ops@example.org").await;
-    let user = app::accounts::ssr::set_operator(&app.db, "OPS@example.org", true)
-        .await
-        .unwrap();
+    let user = app::accounts::ssr::set_operator(&app.db, "OPS@example.org", true).await.unwrap();
     assert!(user.is_operator);
     let (_, me) = app.get(&browser, "/me", None).await;
     assert_eq!(me["is_operator"], true);
-    let err = app::accounts::ssr::set_operator(&app.db, "nobody@example.org", true)
-        .await
-        .unwrap_err();
+    let err = app::accounts::ssr::set_operator(&app.db, "nobody@example.org", true).await.unwrap_err();
     assert_eq!(err.code, app::error::ErrorCode::NotFound);
 }
 

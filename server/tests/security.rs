@@ -43,11 +43,7 @@ async fn cross_origin_posts_are_refused(app: TestApp) {
 
 async fn state_changes_are_never_gets(app: TestApp) {
     let ada = app.user("ada@example.org").await;
-    let response = ada
-        .get(app.url("/sf/create_project?name=viaget&description=x"))
-        .send()
-        .await
-        .unwrap();
+    let response = ada.get(app.url("/sf/create_project?name=viaget&description=x")).send().await.unwrap();
     assert!(response.status().is_client_error(), "{}", response.status());
     assert_eq!(app.count("projects").await, 0);
 }
@@ -68,46 +64,24 @@ async fn bad_bodies_get_clear_json_errors(app: TestApp) {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     insta::assert_json_snapshot!("malformed_json", response.json::<Value>().await.unwrap());
 
-    let (status, body) = app
-        .post(
-            &script,
-            "/projects",
-            Some(&token),
-            json!({ "description": "no name" }),
-        )
-        .await;
+    let (status, body) =
+        app.post(&script, "/projects", Some(&token), json!({ "description": "no name" })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     insta::assert_json_snapshot!("missing_field", body);
 
-    let (status, body) = app
-        .post(&script, "/projects", Some(&token), json!({ "name": "x y" }))
-        .await;
+    let (status, body) = app.post(&script, "/projects", Some(&token), json!({ "name": "x y" })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     insta::assert_json_snapshot!("invalid_project_name", body);
 
     let huge = "a".repeat(server::web::MAX_BODY + 1);
-    let (status, body) = app
-        .post(
-            &script,
-            "/keys",
-            Some(&token),
-            json!({ "public_key": huge }),
-        )
-        .await;
+    let (status, body) = app.post(&script, "/keys", Some(&token), json!({ "public_key": huge })).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     insta::assert_json_snapshot!("too_large", body);
 
     let (status, body) = app.get(&script, "/keys/not-a-number", Some(&token)).await;
     assert!(status.is_client_error(), "{status} {body}");
-    let (status, body) = app
-        .api(
-            &script,
-            reqwest::Method::DELETE,
-            "/keys/not-a-number",
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, body) =
+        app.api(&script, reqwest::Method::DELETE, "/keys/not-a-number", Some(&token), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "invalid_input");
 
@@ -122,18 +96,10 @@ async fn openapi_document_lists_the_api(app: TestApp) {
     let (status, doc) = app.get(&Client::new(), "/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in [
-        "/api/v1/me",
-        "/api/v1/projects",
-        "/api/v1/keys/{id}",
-        "/api/v1/tokens",
-    ] {
+    for path in ["/api/v1/me", "/api/v1/projects", "/api/v1/keys/{id}", "/api/v1/tokens"] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
-    assert_eq!(
-        doc["components"]["securitySchemes"]["bearer"]["scheme"],
-        "bearer"
-    );
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 }
 
 async fn responses_carry_security_headers(app: TestApp) {
@@ -142,14 +108,8 @@ async fn responses_carry_security_headers(app: TestApp) {
     assert_eq!(response.headers()["x-frame-options"], "DENY");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     let page = response.text().await.unwrap();
-    assert!(
-        page.contains("<form"),
-        "the login form renders on the server"
-    );
-    assert!(
-        page.contains("action=\"/sf/login\""),
-        "and posts without JavaScript"
-    );
+    assert!(page.contains("<form"), "the login form renders on the server");
+    assert!(page.contains("action=\"/sf/login\""), "and posts without JavaScript");
 }
 
 on_both_databases!(

@@ -56,14 +56,7 @@ pub async fn logout() -> Result<(), AppError> {
             let state = request::state()?;
             let session = request::session().await?;
             if let Some(caller) = auth::caller_from_session(&state.db, &session).await? {
-                audit::record(
-                    &state.db,
-                    Some(caller.user_id),
-                    "logout",
-                    "",
-                    serde_json::json!({}),
-                )
-                .await?;
+                audit::record(&state.db, Some(caller.user_id), "logout", "", serde_json::json!({})).await?;
             }
             auth::log_out(&session).await?;
             leptos_axum::redirect("/login");

@@ -5,9 +5,7 @@ use crate::audit;
 use crate::auth::{Caller, hash_password, verify_password};
 use crate::db::entity::user;
 use crate::error::{AppError, AppResult};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr};
 use serde_json::json;
 
 pub const MIN_PASSWORD: usize = 10;
@@ -28,10 +26,7 @@ impl From<user::Model> for UserView {
 pub fn normalize_email(email: &str) -> AppResult<String> {
     let email = email.trim().to_lowercase();
     if email.len() > 254 || !email_address::EmailAddress::is_valid(&email) {
-        return Err(AppError::invalid(
-            "email",
-            "enter a valid email address, like ada@example.org",
-        ));
+        return Err(AppError::invalid("email", "enter a valid email address, like ada@example.org"));
     }
     Ok(email)
 }
@@ -39,16 +34,10 @@ pub fn normalize_email(email: &str) -> AppResult<String> {
 pub fn validate_name(name: &str) -> AppResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(AppError::invalid(
-            "name",
-            "enter your name (1 to 100 characters)",
-        ));
+        return Err(AppError::invalid("name", "enter your name (1 to 100 characters)"));
     }
     if name.chars().any(char::is_control) {
-        return Err(AppError::invalid(
-            "name",
-            "the name must not contain control characters",
-        ));
+        return Err(AppError::invalid("name", "the name must not contain control characters"));
     }
     Ok(name.to_owned())
 }
@@ -98,14 +87,7 @@ pub async fn create_user(
         }
         _ => e.into(),
     })?;
-    audit::record(
-        db,
-        Some(user.id),
-        "user.create",
-        &email,
-        json!({ "operator": operator }),
-    )
-    .await?;
+    audit::record(db, Some(user.id), "user.create", &email, json!({ "operator": operator })).await?;
     Ok(user.into())
 }
 
@@ -120,24 +102,12 @@ pub async fn register(
 
 /// Checks an email and password. The same error for an unknown email and a wrong password, and the same
 /// work (one argon2 verification) for both, so neither reveals which accounts exist.
-pub async fn authenticate(
-    db: &DatabaseConnection,
-    email: &str,
-    password: &str,
-) -> AppResult<UserView> {
+pub async fn authenticate(db: &DatabaseConnection, email: &str, password: &str) -> AppResult<UserView> {
     static DUMMY: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| hash_password("not a password of anyone").unwrap_or_default());
     let email = email.trim().to_lowercase();
-    let found = user::Entity::find()
-        .filter(user::Column::Email.eq(&email))
-        .one(db)
-        .await?;
-    let ok = verify_password(
-        password,
-        found
-            .as_ref()
-            .map_or(DUMMY.as_str(), |u| u.password_hash.as_str()),
-    );
+    let found = user::Entity::find().filter(user::Column::Email.eq(&email)).one(db).await?;
+    let ok = verify_password(password, found.as_ref().map_or(DUMMY.as_str(), |u| u.password_hash.as_str()));
     match found {
         Some(user) if ok => {
             audit::record(db, Some(user.id), "login", &email, json!({ "ok": true })).await?;
@@ -145,10 +115,7 @@ pub async fn authenticate(
         }
         _ => {
             audit::record(db, None, "login", &email, json!({ "ok": false })).await?;
-            Err(AppError::new(
-                crate::error::ErrorCode::Unauthenticated,
-                "wrong email or password",
-            ))
+            Err(AppError::new(crate::error::ErrorCode::Unauthenticated, "wrong email or password"))
         }
     }
 }
@@ -162,11 +129,7 @@ pub async fn me(db: &DatabaseConnection, caller: &Caller) -> AppResult<UserView>
 }
 
 /// Grants or withdraws the operator role (command line only).
-pub async fn set_operator(
-    db: &DatabaseConnection,
-    email: &str,
-    operator: bool,
-) -> AppResult<UserView> {
+pub async fn set_operator(db: &DatabaseConnection, email: &str, operator: bool) -> AppResult<UserView> {
     let email = email.trim().to_lowercase();
     let user = user::Entity::find()
         .filter(user::Column::Email.eq(&email))
@@ -176,13 +139,6 @@ pub async fn set_operator(
     let mut active: user::ActiveModel = user.into();
     active.is_operator = Set(operator);
     let user = active.update(db).await?;
-    audit::record(
-        db,
-        None,
-        "user.operator",
-        &email,
-        json!({ "operator": operator }),
-    )
-    .await?;
+    audit::record(db, None, "user.operator", &email, json!({ "operator": operator })).await?;
     Ok(user.into())
 }

@@ -11,10 +11,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use std::time::Duration;
 
 /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and brings the schema up to date.
-pub async fn connect_and_migrate(
-    url: &str,
-    max_connections: u32,
-) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let db = connect(url, max_connections).await?;
     Migrator::up(&db, None).await?;
     Ok(db)
@@ -22,10 +19,7 @@ pub async fn connect_and_migrate(
 
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false);
+    options.max_connections(max_connections).acquire_timeout(Duration::from_secs(5)).sqlx_logging(false);
     let db = Database::connect(options).await?;
     if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
         use sea_orm::ConnectionTrait;

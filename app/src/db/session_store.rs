@@ -3,9 +3,7 @@
 //! sqlx versions cannot link SQLite twice.)
 
 use super::entity::session;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, sea_query::OnConflict,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
 use time::OffsetDateTime;
 use tower_sessions::{
     ExpiredDeletion, SessionStore,
@@ -44,11 +42,7 @@ impl SessionStore for DbSessionStore {
         loop {
             let model = active_model(record)?;
             let inserted = session::Entity::insert(model)
-                .on_conflict(
-                    OnConflict::column(session::Column::Id)
-                        .do_nothing()
-                        .to_owned(),
-                )
+                .on_conflict(OnConflict::column(session::Column::Id).do_nothing().to_owned())
                 .exec_without_returning(&self.db)
                 .await
                 .map_err(backend)?;
@@ -84,20 +78,13 @@ impl SessionStore for DbSessionStore {
             return Ok(None);
         };
         let data = serde_json::from_slice(&row.data).map_err(|e| Error::Decode(e.to_string()))?;
-        let expiry_date = OffsetDateTime::from_unix_timestamp(row.expiry_date)
-            .map_err(|e| Error::Decode(e.to_string()))?;
-        Ok(Some(Record {
-            id: *id,
-            data,
-            expiry_date,
-        }))
+        let expiry_date =
+            OffsetDateTime::from_unix_timestamp(row.expiry_date).map_err(|e| Error::Decode(e.to_string()))?;
+        Ok(Some(Record { id: *id, data, expiry_date }))
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
-        session::Entity::delete_by_id(id.to_string())
-            .exec(&self.db)
-            .await
-            .map_err(backend)?;
+        session::Entity::delete_by_id(id.to_string()).exec(&self.db).await.map_err(backend)?;
         Ok(())
     }
 }

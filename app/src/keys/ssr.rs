@@ -7,8 +7,7 @@ use crate::db::entity::ssh_key;
 use crate::error::{AppError, AppResult};
 use ::ssh_key::{HashAlg, PublicKey};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    SqlErr,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
 };
 use serde_json::json;
 
@@ -47,17 +46,12 @@ pub fn parse_key(text: &str) -> AppResult<ParsedKey> {
         ));
     }
     if text.lines().count() > 1 {
-        return Err(AppError::invalid(
-            "public_key",
-            "paste exactly one key, on one line",
-        ));
+        return Err(AppError::invalid("public_key", "paste exactly one key, on one line"));
     }
     let key = PublicKey::from_openssh(text).map_err(|e| {
         AppError::invalid(
             "public_key",
-            format!(
-                "not an OpenSSH public key ({e}); expected `ssh-ed25519 AAAA… comment` or similar"
-            ),
+            format!("not an OpenSSH public key ({e}); expected `ssh-ed25519 AAAA… comment` or similar"),
         )
     })?;
     if let ::ssh_key::public::KeyData::Rsa(rsa) = key.key_data() {
@@ -113,15 +107,9 @@ pub async fn add(db: &DatabaseConnection, caller: &Caller, text: &str) -> AppRes
     caller.require_write()?;
     let parsed = parse_key(text)?;
     use sea_orm::PaginatorTrait;
-    let count = ssh_key::Entity::find()
-        .filter(ssh_key::Column::UserId.eq(caller.user_id))
-        .count(db)
-        .await?;
+    let count = ssh_key::Entity::find().filter(ssh_key::Column::UserId.eq(caller.user_id)).count(db).await?;
     if count >= MAX_KEYS_PER_USER {
-        return Err(AppError::invalid(
-            "public_key",
-            format!("at most {MAX_KEYS_PER_USER} keys per user"),
-        ));
+        return Err(AppError::invalid("public_key", format!("at most {MAX_KEYS_PER_USER} keys per user")));
     }
     let key = ssh_key::ActiveModel {
         user_id: Set(caller.user_id),
@@ -141,14 +129,7 @@ pub async fn add(db: &DatabaseConnection, caller: &Caller, text: &str) -> AppRes
         ),
         _ => e.into(),
     })?;
-    audit::record(
-        db,
-        Some(caller.user_id),
-        "key.add",
-        &key.fingerprint,
-        json!({}),
-    )
-    .await?;
+    audit::record(db, Some(caller.user_id), "key.add", &key.fingerprint, json!({})).await?;
     Ok(key.into())
 }
 
@@ -160,14 +141,7 @@ pub async fn delete(db: &DatabaseConnection, caller: &Caller, id: i32) -> AppRes
         .await?
         .ok_or_else(|| AppError::not_found(format!("key {id}")))?;
     ssh_key::Entity::delete_by_id(key.id).exec(db).await?;
-    audit::record(
-        db,
-        Some(caller.user_id),
-        "key.delete",
-        &key.fingerprint,
-        json!({}),
-    )
-    .await?;
+    audit::record(db, Some(caller.user_id), "key.delete", &key.fingerprint, json!({})).await?;
     Ok(())
 }
 
@@ -184,10 +158,7 @@ mod tests {
         assert_eq!(key.algorithm, "ssh-ed25519");
         assert_eq!(key.comment, "ada@lab");
         // As `ssh-keygen -lf` prints it for this key.
-        assert_eq!(
-            key.fingerprint,
-            "SHA256:qssXkA28cUCYLhXmSlC2AYhnAMm6Kfva0BVaSunHiWQ"
-        );
+        assert_eq!(key.fingerprint, "SHA256:qssXkA28cUCYLhXmSlC2AYhnAMm6Kfva0BVaSunHiWQ");
         assert_eq!(key.openssh, ED25519);
     }
 

@@ -48,11 +48,7 @@ fn Dashboard(user: UserView) -> impl IntoView {
     let join = ServerAction::<RequestJoin>::new();
     let projects = Resource::new(move || create.version().get(), |_| list_projects());
     let requests = Resource::new(move || join.version().get(), |_| my_join_requests());
-    let heading = if user.is_operator {
-        "All projects (operator)"
-    } else {
-        "Your projects"
-    };
+    let heading = if user.is_operator { "All projects (operator)" } else { "Your projects" };
     view! {
         <section class="card">
             <h1>{heading}</h1>
@@ -97,10 +93,7 @@ fn NewProject(create: ServerAction<CreateProject>) -> impl IntoView {
     let check = move || {
         let name = name.get();
         if name.is_empty() {
-            return (
-                "hint",
-                "3 to 32 characters: a–z, 0–9 and _, starting with a letter".to_owned(),
-            );
+            return ("hint", "3 to 32 characters: a–z, 0–9 and _, starting with a letter".to_owned());
         }
         match validate_name(&name) {
             Ok(()) => ("hint ok", format!("✓ {name} is a valid project name")),

@@ -50,21 +50,10 @@ pub fn App() -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
     let register = ServerAction::<Register>::new();
     let user = Resource::new(
-        move || {
-            (
-                login.version().get(),
-                logout.version().get(),
-                register.version().get(),
-            )
-        },
+        move || (login.version().get(), logout.version().get(), register.version().get()),
         |_| current_user(),
     );
-    provide_context(Auth {
-        login,
-        logout,
-        register,
-        user,
-    });
+    provide_context(Auth { login, logout, register, user });
     // Effects run only in the browser, after hydration: mark the page so tests (and curious people) can tell.
     Effect::new(|_| {
         if let Some(root) = document().document_element() {

@@ -37,10 +37,7 @@ pub fn ProfilePage() -> impl IntoView {
 fn Keys() -> impl IntoView {
     let add = ServerAction::<AddKey>::new();
     let delete = ServerAction::<DeleteKey>::new();
-    let keys = Resource::new(
-        move || (add.version().get(), delete.version().get()),
-        |_| list_keys(),
-    );
+    let keys = Resource::new(move || (add.version().get(), delete.version().get()), |_| list_keys());
     view! {
         <section class="card">
             <h2>"SSH keys"</h2>
@@ -89,10 +86,7 @@ fn Keys() -> impl IntoView {
 fn Tokens() -> impl IntoView {
     let create = ServerAction::<CreateToken>::new();
     let revoke = ServerAction::<RevokeToken>::new();
-    let tokens = Resource::new(
-        move || (create.version().get(), revoke.version().get()),
-        |_| list_tokens(),
-    );
+    let tokens = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_tokens());
     let fresh = move || {
         create.value().get().and_then(Result::ok).map(|new| {
             view! {

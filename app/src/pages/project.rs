@@ -11,12 +11,7 @@ pub fn ProjectPage() -> impl IntoView {
     let params = use_params_map();
     let decide = ServerAction::<DecideJoin>::new();
     let detail = Resource::new(
-        move || {
-            (
-                params.read().get("name").unwrap_or_default(),
-                decide.version().get(),
-            )
-        },
+        move || (params.read().get("name").unwrap_or_default(), decide.version().get()),
         |(name, _)| get_project(name),
     );
     view! {
@@ -33,11 +28,7 @@ pub fn ProjectPage() -> impl IntoView {
 
 #[component]
 fn Project(detail: ProjectDetail, decide: ServerAction<DecideJoin>) -> impl IntoView {
-    let ProjectDetail {
-        project,
-        members,
-        requests,
-    } = detail;
+    let ProjectDetail { project, members, requests } = detail;
     let leader = project.my_role == Some(Role::Leader);
     view! {
         <Title text=format!("{} · Portolan", project.name)/>

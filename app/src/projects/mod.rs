@@ -90,9 +90,7 @@ pub struct ProjectDetail {
 pub fn validate_name(name: &str) -> Result<(), AppError> {
     let ok = (3..=32).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())
     } else {
@@ -180,10 +178,7 @@ pub async fn decide_join(id: i32, decision: String) -> Result<JoinRequestView, A
                 "approve" => true,
                 "reject" => false,
                 _ => {
-                    return Err(AppError::invalid(
-                        "decision",
-                        "decision is `approve` or `reject`",
-                    ));
+                    return Err(AppError::invalid("decision", "decision is `approve` or `reject`"));
                 }
             };
             ssr::decide(&state.db, &caller, id, approve).await
@@ -205,15 +200,7 @@ mod tests {
 
     #[test]
     fn names_that_would_break_slice_names_are_refused() {
-        for bad in [
-            "ab",
-            "Caps",
-            "9lives",
-            "has space",
-            "semi;colon",
-            "x".repeat(33).as_str(),
-            "dash-ed",
-        ] {
+        for bad in ["ab", "Caps", "9lives", "has space", "semi;colon", "x".repeat(33).as_str(), "dash-ed"] {
             let err = validate_name(bad).unwrap_err();
             assert_eq!(err.field.as_deref(), Some("name"), "{bad}");
         }

@@ -1,28 +1,20 @@
 //! Storage and rules for projects, memberships and join requests. Every SQL statement about them is here,
 //! and every read goes through [`visible`], which scopes it to the caller.
 
-use super::{
-    JoinRequestView, MemberView, ProjectDetail, ProjectView, RequestStatus, Role, validate_name,
-};
+use super::{JoinRequestView, MemberView, ProjectDetail, ProjectView, RequestStatus, Role, validate_name};
 use crate::audit;
 use crate::auth::Caller;
 use crate::db::entity::{join_request, membership, project, user};
 use crate::error::{AppError, AppResult};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    SqlErr, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
+    TransactionTrait,
 };
 use serde_json::json;
 use std::collections::HashMap;
 
 fn view(p: project::Model, my_role: Option<Role>) -> ProjectView {
-    ProjectView {
-        id: p.id,
-        name: p.name,
-        description: p.description,
-        created_at: p.created_at,
-        my_role,
-    }
+    ProjectView { id: p.id, name: p.name, description: p.description, created_at: p.created_at, my_role }
 }
 
 fn status_of(text: &str) -> RequestStatus {
@@ -33,11 +25,7 @@ fn status_of(text: &str) -> RequestStatus {
     }
 }
 
-async fn role_of(
-    db: &DatabaseConnection,
-    project_id: i32,
-    user_id: i32,
-) -> AppResult<Option<Role>> {
+async fn role_of(db: &DatabaseConnection, project_id: i32, user_id: i32) -> AppResult<Option<Role>> {
     Ok(membership::Entity::find_by_id((project_id, user_id))
         .one(db)
         .await?
@@ -99,10 +87,7 @@ pub async fn create(
     validate_name(name)?;
     let description = description.trim();
     if description.chars().count() > 1000 {
-        return Err(AppError::invalid(
-            "description",
-            "the description may have at most 1000 characters",
-        ));
+        return Err(AppError::invalid("description", "the description may have at most 1000 characters"));
     }
     let now = chrono::Utc::now();
     let txn = db.begin().await?;
@@ -129,23 +114,12 @@ pub async fn create(
     }
     .insert(&txn)
     .await?;
-    audit::record(
-        &txn,
-        Some(caller.user_id),
-        "project.create",
-        name,
-        json!({}),
-    )
-    .await?;
+    audit::record(&txn, Some(caller.user_id), "project.create", name, json!({})).await?;
     txn.commit().await?;
     Ok(view(project, Some(Role::Leader)))
 }
 
-pub async fn detail(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    name: &str,
-) -> AppResult<ProjectDetail> {
+pub async fn detail(db: &DatabaseConnection, caller: &Caller, name: &str) -> AppResult<ProjectDetail> {
     let (project, role) = visible(db, caller, name).await?;
     let members = members(db, project.id).await?;
     let requests = if role == Some(Role::Leader) || caller.operator {
@@ -153,11 +127,7 @@ pub async fn detail(
     } else {
         Vec::new()
     };
-    Ok(ProjectDetail {
-        project: view(project, role),
-        members,
-        requests,
-    })
+    Ok(ProjectDetail { project: view(project, role), members, requests })
 }
 
 /// Members of a project with their names and emails (two indexed queries).
@@ -241,10 +211,7 @@ async fn requests_of(
         .collect())
 }
 
-pub async fn my_requests(
-    db: &DatabaseConnection,
-    caller: &Caller,
-) -> AppResult<Vec<JoinRequestView>> {
+pub async fn my_requests(db: &DatabaseConnection, caller: &Caller) -> AppResult<Vec<JoinRequestView>> {
     requests_of(db, None, Some(caller.user_id), false).await
 }
 
@@ -256,9 +223,7 @@ pub async fn pending_requests(
 ) -> AppResult<Vec<JoinRequestView>> {
     let (project, role) = visible(db, caller, name).await?;
     if role != Some(Role::Leader) && !caller.operator {
-        return Err(AppError::forbidden(
-            "only the project's leaders see its join requests",
-        ));
+        return Err(AppError::forbidden("only the project's leaders see its join requests"));
     }
     requests_of(db, Some(project.id), None, true).await
 }
@@ -274,10 +239,7 @@ pub async fn request_join(
     let name = name.trim();
     let message = message.trim();
     if message.chars().count() > 1000 {
-        return Err(AppError::invalid(
-            "message",
-            "the message may have at most 1000 characters",
-        ));
+        return Err(AppError::invalid("message", "the message may have at most 1000 characters"));
     }
     let project = project::Entity::find()
         .filter(project::Column::Name.eq(name))
@@ -285,9 +247,7 @@ pub async fn request_join(
         .await?
         .ok_or_else(|| AppError::invalid("project", format!("no project is called {name}")))?;
     if role_of(db, project.id, caller.user_id).await?.is_some() {
-        return Err(AppError::conflict(format!(
-            "you are a member of {name} already"
-        )));
+        return Err(AppError::conflict(format!("you are a member of {name} already")));
     }
     let pending = join_request::Entity::find()
         .filter(join_request::Column::ProjectId.eq(project.id))
@@ -296,9 +256,7 @@ pub async fn request_join(
         .one(db)
         .await?;
     if pending.is_some() {
-        return Err(AppError::conflict(format!(
-            "you have asked to join {name} already"
-        )));
+        return Err(AppError::conflict(format!("you have asked to join {name} already")));
     }
     let row = join_request::ActiveModel {
         project_id: Set(project.id),
@@ -310,18 +268,10 @@ pub async fn request_join(
     }
     .insert(db)
     .await?;
-    audit::record(
-        db,
-        Some(caller.user_id),
-        "project.join_request",
-        name,
-        json!({ "request": row.id }),
-    )
-    .await?;
+    audit::record(db, Some(caller.user_id), "project.join_request", name, json!({ "request": row.id }))
+        .await?;
     let mut views = requests_of(db, Some(project.id), Some(caller.user_id), true).await?;
-    views
-        .pop()
-        .ok_or_else(|| AppError::internal("join request vanished after insert"))
+    views.pop().ok_or_else(|| AppError::internal("join request vanished after insert"))
 }
 
 /// A leader (or operator) approves or rejects a pending request; approval makes the user a member.
@@ -333,10 +283,7 @@ pub async fn decide(
 ) -> AppResult<JoinRequestView> {
     caller.require_write()?;
     let not_found = || AppError::not_found(format!("join request {id}"));
-    let request = join_request::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or_else(not_found)?;
+    let request = join_request::Entity::find_by_id(id).one(db).await?.ok_or_else(not_found)?;
     let role = role_of(db, request.project_id, caller.user_id).await?;
     if role != Some(Role::Leader) && !caller.operator {
         // Members and outsiders alike: do not confirm that the request exists.
@@ -347,10 +294,7 @@ pub async fn decide(
         });
     }
     if request.status != "pending" {
-        return Err(AppError::conflict(format!(
-            "join request {id} was {} already",
-            request.status
-        )));
+        return Err(AppError::conflict(format!("join request {id} was {} already", request.status)));
     }
     let now = chrono::Utc::now();
     let (project_id, user_id) = (request.project_id, request.user_id);
@@ -360,12 +304,7 @@ pub async fn decide(
     active.decided_by = Set(Some(caller.user_id));
     active.decided_at = Set(Some(now));
     active.update(&txn).await?;
-    if approve
-        && membership::Entity::find_by_id((project_id, user_id))
-            .one(&txn)
-            .await?
-            .is_none()
-    {
+    if approve && membership::Entity::find_by_id((project_id, user_id)).one(&txn).await?.is_none() {
         membership::ActiveModel {
             project_id: Set(project_id),
             user_id: Set(user_id),

@@ -6,8 +6,8 @@ use crate::auth::{Caller, Scope, new_token};
 use crate::db::entity::api_token;
 use crate::error::{AppError, AppResult};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    Set,
 };
 use serde_json::json;
 
@@ -78,18 +78,9 @@ pub async fn create(
     }
     .insert(db)
     .await?;
-    audit::record(
-        db,
-        Some(caller.user_id),
-        "token.create",
-        &token.id.to_string(),
-        json!({ "scope": scope }),
-    )
-    .await?;
-    Ok(NewToken {
-        token: token.into(),
-        secret,
-    })
+    audit::record(db, Some(caller.user_id), "token.create", &token.id.to_string(), json!({ "scope": scope }))
+        .await?;
+    Ok(NewToken { token: token.into(), secret })
 }
 
 pub async fn revoke(db: &DatabaseConnection, caller: &Caller, id: i32) -> AppResult<()> {
@@ -105,13 +96,6 @@ pub async fn revoke(db: &DatabaseConnection, caller: &Caller, id: i32) -> AppRes
     let mut active: api_token::ActiveModel = token.into();
     active.revoked_at = Set(Some(chrono::Utc::now()));
     active.update(db).await?;
-    audit::record(
-        db,
-        Some(caller.user_id),
-        "token.revoke",
-        &id.to_string(),
-        json!({}),
-    )
-    .await?;
+    audit::record(db, Some(caller.user_id), "token.revoke", &id.to_string(), json!({})).await?;
     Ok(())
 }

@@ -31,9 +31,7 @@ pub async fn add(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<KeyView>), AppError> {
-    ssr::add(&state.db, &caller, &body.public_key)
-        .await
-        .map(|k| (StatusCode::CREATED, Json(k)))
+    ssr::add(&state.db, &caller, &body.public_key).await.map(|k| (StatusCode::CREATED, Json(k)))
 }
 
 /// Deletes one of the caller's keys.
@@ -44,7 +42,5 @@ pub async fn delete(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<StatusCode, AppError> {
-    ssr::delete(&state.db, &caller, id)
-        .await
-        .map(|()| StatusCode::NO_CONTENT)
+    ssr::delete(&state.db, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
 }

@@ -61,18 +61,9 @@ pub fn router(state: AppState) -> Router {
         .route("/projects", get(projects::list).post(projects::create))
         .route("/projects/{name}", get(projects::get))
         .route("/projects/{name}/members", get(projects::members))
-        .route(
-            "/projects/{name}/join-requests",
-            get(projects::join_requests).post(projects::ask_to_join),
-        )
-        .route(
-            "/join-requests/{id}/approve",
-            axum::routing::post(projects::approve),
-        )
-        .route(
-            "/join-requests/{id}/reject",
-            axum::routing::post(projects::reject),
-        )
+        .route("/projects/{name}/join-requests", get(projects::join_requests).post(projects::ask_to_join))
+        .route("/join-requests/{id}/approve", axum::routing::post(projects::approve))
+        .route("/join-requests/{id}/reject", axum::routing::post(projects::reject))
         .route("/keys", get(keys::list).post(keys::add))
         .route("/keys/{id}", axum::routing::delete(keys::delete))
         .route("/tokens", get(tokens::list).post(tokens::create))

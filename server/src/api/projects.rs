@@ -63,9 +63,7 @@ pub async fn members(
     ApiCaller(caller): ApiCaller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Vec<MemberView>>, AppError> {
-    ssr::detail(&state.db, &caller, &name)
-        .await
-        .map(|d| Json(d.members))
+    ssr::detail(&state.db, &caller, &name).await.map(|d| Json(d.members))
 }
 
 /// Pending join requests of a project (leaders and operators).
@@ -76,9 +74,7 @@ pub async fn join_requests(
     ApiCaller(caller): ApiCaller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Vec<JoinRequestView>>, AppError> {
-    ssr::pending_requests(&state.db, &caller, &name)
-        .await
-        .map(Json)
+    ssr::pending_requests(&state.db, &caller, &name).await.map(Json)
 }
 
 /// Asks to join a project.
@@ -91,9 +87,7 @@ pub async fn ask_to_join(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<JoinRequest>,
 ) -> Result<(StatusCode, Json<JoinRequestView>), AppError> {
-    ssr::request_join(&state.db, &caller, &name, &body.message)
-        .await
-        .map(|r| (StatusCode::CREATED, Json(r)))
+    ssr::request_join(&state.db, &caller, &name, &body.message).await.map(|r| (StatusCode::CREATED, Json(r)))
 }
 
 /// Approves a join request (project leaders and operators).

@@ -32,9 +32,7 @@ pub async fn create(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<(StatusCode, Json<NewToken>), AppError> {
-    ssr::create(&state.db, &caller, &body.name, body.scope)
-        .await
-        .map(|t| (StatusCode::CREATED, Json(t)))
+    ssr::create(&state.db, &caller, &body.name, body.scope).await.map(|t| (StatusCode::CREATED, Json(t)))
 }
 
 /// Revokes a token; revoking a revoked token is a no-op.
@@ -45,7 +43,5 @@ pub async fn revoke(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<StatusCode, AppError> {
-    ssr::revoke(&state.db, &caller, id)
-        .await
-        .map(|()| StatusCode::NO_CONTENT)
+    ssr::revoke(&state.db, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
 }

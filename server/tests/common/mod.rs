@@ -5,10 +5,7 @@
 //! `CREATE DATABASE`), else `postgres://postgres@127.0.0.1:5432/postgres`. `scripts/test` installs and starts
 //! one when none is running.
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the harness"
-)]
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
 use reqwest::{Client, StatusCode};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
@@ -40,22 +37,14 @@ impl TestApp {
 
     pub async fn postgres() -> Self {
         let admin_url = postgres_admin_url();
-        let admin = Database::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {admin_url} is needed for the postgres tests: {e}")
-        });
-        let name = format!("portolan_test_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        let admin = Database::connect(&admin_url)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is needed for the postgres tests: {e}"));
+        let name = format!("portolan_test_{}", uuid::Uuid::new_v4().simple());
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
         admin.close().await.unwrap();
         let (base, _) = admin_url.rsplit_once('/').unwrap();
-        Self::start(
-            tempfile::tempdir().unwrap(),
-            format!("{base}/{name}"),
-            "postgres",
-        )
-        .await
+        Self::start(tempfile::tempdir().unwrap(), format!("{base}/{name}"), "postgres").await
     }
 
     async fn start(dir: tempfile::TempDir, url: String, backend: &'static str) -> Self {
@@ -78,13 +67,7 @@ impl TestApp {
             .await
             .unwrap();
         });
-        Self {
-            addr,
-            db,
-            backend,
-            _dir: dir,
-            shutdown: Some(tx),
-        }
+        Self { addr, db, backend, _dir: dir, shutdown: Some(tx) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -93,32 +76,15 @@ impl TestApp {
 
     /// A client with its own cookie jar, like a browser.
     pub fn browser(&self) -> Client {
-        Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
+        Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
     }
 
     /// Calls a server function as the hydrated UI does (form-encoded POST to `/sf/<name>`).
-    pub async fn call(
-        &self,
-        client: &Client,
-        name: &str,
-        form: &[(&str, &str)],
-    ) -> (StatusCode, Value) {
-        let response = client
-            .post(self.url(&format!("/sf/{name}")))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
+    pub async fn call(&self, client: &Client, name: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let response = client.post(self.url(&format!("/sf/{name}"))).form(form).send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// Registers a user and returns a browser logged in as them.
@@ -128,11 +94,7 @@ impl TestApp {
             .call(
                 &client,
                 "register",
-                &[
-                    ("email", email),
-                    ("name", email),
-                    ("password", "correct horse battery"),
-                ],
+                &[("email", email), ("name", email), ("password", "correct horse battery")],
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -141,13 +103,7 @@ impl TestApp {
 
     /// A bearer token of `scope` created from a logged-in browser.
     pub async fn token(&self, browser: &Client, scope: &str) -> String {
-        let (status, body) = self
-            .call(
-                browser,
-                "create_token",
-                &[("name", "test"), ("scope", scope)],
-            )
-            .await;
+        let (status, body) = self.call(browser, "create_token", &[("name", "test"), ("scope", scope)]).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["secret"].as_str().unwrap().to_owned()
     }
@@ -170,20 +126,11 @@ impl TestApp {
         let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    pub async fn get(
-        &self,
-        client: &Client,
-        path: &str,
-        token: Option<&str>,
-    ) -> (StatusCode, Value) {
-        self.api(client, reqwest::Method::GET, path, token, None)
-            .await
+    pub async fn get(&self, client: &Client, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.api(client, reqwest::Method::GET, path, token, None).await
     }
 
     pub async fn post(
@@ -193,8 +140,7 @@ impl TestApp {
         token: Option<&str>,
         body: Value,
     ) -> (StatusCode, Value) {
-        self.api(client, reqwest::Method::POST, path, token, Some(body))
-            .await
+        self.api(client, reqwest::Method::POST, path, token, Some(body)).await
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -211,13 +157,8 @@ impl TestApp {
     }
 
     pub async fn create_project(&self, browser: &Client, name: &str) -> Value {
-        let (status, body) = self
-            .call(
-                browser,
-                "create_project",
-                &[("name", name), ("description", "test project")],
-            )
-            .await;
+        let (status, body) =
+            self.call(browser, "create_project", &[("name", name), ("description", "test project")]).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
     }
