@@ -174,7 +174,8 @@ mod tests {
 
     #[test]
     fn defaults_are_the_embedded_ones() {
-        Jail::expect_with(|_| {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
             let config = Config::load().unwrap();
             assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
             assert_eq!(config.database_url(), "sqlite://portolan-data/portolan.db?mode=rwc");
@@ -186,6 +187,7 @@ mod tests {
     #[test]
     fn environment_overrides() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("PORTOLAN_LISTEN", "0.0.0.0:8080");
             jail.set_env("PORTOLAN_SESSION_DAYS", "3");
             jail.set_env("DATABASE_URL", "postgres://u@h/db");
@@ -202,6 +204,7 @@ mod tests {
     #[test]
     fn errors_name_the_setting() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             let err = load_err(jail, "PORTOLAN_LISTEN", "nowhere");
             assert!(err.contains("PORTOLAN_LISTEN"), "{err}");
             let err = load_err(jail, "DATABASE_URL", "mysql://x");
@@ -219,6 +222,7 @@ mod tests {
     #[test]
     fn file_then_environment() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.create_file("p.toml", "listen = \"127.0.0.1:4000\"\nsession_days = 2\n")?;
             jail.set_env("PORTOLAN_CONFIG", "p.toml");
             jail.set_env("PORTOLAN_SESSION_DAYS", "5");
