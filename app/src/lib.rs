@@ -9,6 +9,7 @@ pub mod keys;
 pub mod pages;
 pub mod projects;
 pub mod tokens;
+pub mod topology;
 
 #[cfg(feature = "ssr")]
 pub mod audit;

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod config;
 pub mod csrf;
+pub mod mapper;
 pub mod testbed;
 pub mod web;
 

@@ -27,6 +27,21 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Admin(Admin),
+    /// Map a topology onto a world with the mapper and print the answer as JSON (formats: see the README).
+    Map {
+        /// The world: candidate nodes and measured paths (JSON).
+        #[arg(long)]
+        world: std::path::PathBuf,
+        /// The requested topology (JSON).
+        #[arg(long)]
+        topology: std::path::PathBuf,
+        /// Admission thresholds and objective weights (JSON); defaults when absent.
+        #[arg(long)]
+        policy: Option<std::path::PathBuf>,
+        /// Seconds the solver may spend (default 30).
+        #[arg(long)]
+        time_limit: Option<f64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -62,6 +77,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(admin) => run_admin(config, admin).await,
+        Command::Map { world, topology, policy, time_limit } => {
+            println!("{}", server::mapper::cli::run(&world, &topology, policy.as_deref(), time_limit)?);
+            Ok(())
+        }
     }
 }
 

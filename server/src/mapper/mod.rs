@@ -1,0 +1,237 @@
+//! The mapper: places a requested topology on testbed nodes by solving a MILP (good_lp → HiGHS).
+//!
+//! Emulab's portal used simulated annealing (`assign`) for node-centric requests and a genetic algorithm
+//! (`wanlinksolve`, at most 256 nodes, killed after 120 s) for link-centric ones. A MILP with aggressive
+//! pruning is both faster and better, and it says how good its answer is (the MIP gap) and, when there is
+//! none, why (see `explain.rs`). The flow:
+//!
+//! 1. validate the world, the topology and the policy (bad input is an error naming the field);
+//! 2. `prepare`: admission filter, candidates, grouping of identical virtual nodes, candidate pairs per
+//!    constrained link pruned by tolerance and arc consistency; infeasibility found here is explained exactly;
+//! 3. `heuristic`: a fast depth-first placement to warm-start the solver;
+//! 4. `milp`: build and solve with a time limit; read status, gap and bound from HiGHS;
+//! 5. assemble the [`Answer`]: placement, objective terms, per-link requested versus matched values.
+//!
+//! The input is a plain [`MapWorld`], so this module needs no database: `portolan map` and the benchmarks
+//! call [`map`] on files and generated worlds. Same input, same answer: every collection that shapes the
+//! model is ordered, and HiGHS runs with a fixed seed (an answer cut short by the time limit can still differ
+//! with machine speed).
+
+pub mod answer;
+pub mod cli;
+mod explain;
+pub mod heuristic;
+mod milp;
+pub mod policy;
+pub mod prepare;
+pub mod world;
+
+#[cfg(test)]
+mod tests;
+
+pub use answer::{
+    Answer, ConstraintClass, Explanation, LinkMatch, PathValues, Placed, Requested, Stats, Status, Terms,
+};
+pub use policy::{Admission, Policy, Weights};
+pub use prepare::Prepared;
+pub use world::{CandidateNode, MapWorld, MeasuredPath};
+
+use app::{
+    error::{AppError, AppResult},
+    topology::Topology,
+};
+use std::time::Instant;
+
+/// The default time limit of `portolan map`, in seconds.
+pub const DEFAULT_TIME_LIMIT_S: f64 = 30.0;
+
+/// Maps `topology` onto `world` under `policy`, spending at most about `time_limit_s` seconds in the solver.
+/// Bad input is an `Err`; an unplaceable request is an `Ok` answer with status `infeasible` and reasons.
+pub fn map(world: &MapWorld, topology: &Topology, policy: &Policy, time_limit_s: f64) -> AppResult<Answer> {
+    let start = Instant::now();
+    if !(time_limit_s.is_finite() && time_limit_s > 0.0) {
+        return Err(AppError::invalid(
+            "time_limit",
+            format!("the time limit must be above 0 s, not {time_limit_s}"),
+        ));
+    }
+    world.validate()?;
+    topology.validate()?;
+    policy.validate()?;
+    if topology.options.all_available_nodes {
+        return Ok(all_available(world, topology, policy, start));
+    }
+    let prep = match Prepared::new(world, topology, policy) {
+        Ok(prep) => prep,
+        Err(explanation) => return Ok(infeasible(explanation, admitted(world, policy), start)),
+    };
+    let warm = heuristic::greedy(&prep, heuristic::DEFAULT_BUDGET);
+    let remaining = time_limit_s - start.elapsed().as_secs_f64();
+    let solved = milp::solve(&prep, warm.as_deref(), remaining)?;
+    let stats = Stats {
+        admitted_nodes: admitted(world, policy),
+        variables: solved.variables,
+        constraints: solved.constraints,
+        candidate_pairs: prep.links.iter().map(|l| l.pairs.len()).sum(),
+        warm_start: warm.is_some(),
+        elapsed_ms: 0,
+    };
+    let answer = match (solved.status, solved.placement.or(warm)) {
+        (Status::Infeasible, _) => {
+            let why = Explanation {
+                class: ConstraintClass::Combination,
+                message: "each constraint class can be met alone (types, admission, site caps, every link), \
+                          but not all together: relax a link's tolerance or the site cap"
+                    .into(),
+            };
+            Answer { stats, ..infeasible(vec![why], 0, start) }
+        }
+        (status, Some(placement)) => {
+            let terms = prep.evaluate(&placement).map_err(|e| AppError::internal(format!("mapper: {e}")))?;
+            let status = if status == Status::Unknown { Status::Feasible } else { status };
+            placed_answer(&prep, status, &placement, terms, solved.gap, solved.bound, stats)
+        }
+        (_, None) => Answer { status: Status::Unknown, stats, ..infeasible(vec![], 0, start) },
+    };
+    Ok(finish(answer, start))
+}
+
+fn elapsed_ms(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn finish(mut answer: Answer, start: Instant) -> Answer {
+    answer.stats.elapsed_ms = elapsed_ms(start);
+    answer
+}
+
+fn admitted(world: &MapWorld, policy: &Policy) -> usize {
+    world.nodes.iter().filter(|n| policy.admission.check(n).is_none()).count()
+}
+
+fn infeasible(explanation: Vec<Explanation>, admitted_nodes: usize, start: Instant) -> Answer {
+    let answer = Answer {
+        status: Status::Infeasible,
+        objective: None,
+        terms: None,
+        mip_gap: None,
+        bound: None,
+        placement: Vec::new(),
+        links: Vec::new(),
+        explanation,
+        stats: Stats { admitted_nodes, ..Stats::default() },
+    };
+    finish(answer, start)
+}
+
+fn placed_answer(
+    prep: &Prepared,
+    status: Status,
+    placement: &[usize],
+    terms: Terms,
+    gap: Option<f64>,
+    bound: Option<f64>,
+    stats: Stats,
+) -> Answer {
+    let placed = prep
+        .topo
+        .nodes
+        .iter()
+        .zip(placement)
+        .map(|(vnode, &j)| place(&vnode.name, &prep.world.nodes[j]))
+        .collect();
+    let index = prep.vnode_index();
+    let links = prep
+        .topo
+        .links
+        .iter()
+        .map(|link| {
+            let (p, q) = (placement[index[link.a.as_str()]], placement[index[link.b.as_str()]]);
+            LinkMatch {
+                a: link.a.clone(),
+                b: link.b.clone(),
+                requested: Requested { latency: link.latency, bandwidth: link.bandwidth, loss: link.loss },
+                matched: prep.path(p, q).map(|path| PathValues {
+                    latency_ms: path.latency_ms,
+                    bandwidth_kbps: path.bandwidth_kbps,
+                    loss: path.loss,
+                }),
+            }
+        })
+        .collect();
+    let gap = if status == Status::Optimal { gap.or(Some(0.0)) } else { gap };
+    Answer {
+        status,
+        objective: Some(terms.total),
+        terms: Some(terms),
+        mip_gap: gap,
+        bound,
+        placement: placed,
+        links,
+        explanation: Vec::new(),
+        stats,
+    }
+}
+
+fn place(vnode: &str, node: &CandidateNode) -> Placed {
+    Placed {
+        vnode: vnode.to_owned(),
+        node_id: node.id,
+        hostname: node.hostname.clone(),
+        site: node.site.clone(),
+    }
+}
+
+/// `all_available_nodes`: the one template node goes on every admitted node of its type (the cheapest ones
+/// per site when a site cap applies). The problem is separable, so this is exact without a solver.
+fn all_available(world: &MapWorld, topology: &Topology, policy: &Policy, start: Instant) -> Answer {
+    let template = &topology.nodes[0];
+    let mut by_site: std::collections::BTreeMap<&str, Vec<(f64, usize)>> = Default::default();
+    for (j, node) in world.nodes.iter().enumerate() {
+        if policy.admission.check(node).is_none() && template.node_type.admits(node.link_class, &node.site) {
+            let cost: f64 = policy.node_terms(node).iter().sum();
+            by_site.entry(node.site.as_str()).or_default().push((cost, j));
+        }
+    }
+    let cap = topology.options.site_cap().map_or(usize::MAX, |c| c as usize);
+    let mut chosen: Vec<usize> = Vec::new();
+    for nodes in by_site.values_mut() {
+        nodes.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        chosen.extend(nodes.iter().take(cap).map(|&(_, j)| j));
+    }
+    chosen.sort_unstable();
+    if chosen.is_empty() {
+        let why = Explanation {
+            class: ConstraintClass::Admission,
+            message: format!("no node of type {} passes admission", template.node_type.label()),
+        };
+        return infeasible(vec![why], admitted(world, policy), start);
+    }
+    let mut terms = Terms::default();
+    for &j in &chosen {
+        let [load, unrel, fail] = policy.node_terms(&world.nodes[j]);
+        terms.load += load;
+        terms.unreliability += unrel;
+        terms.recent_failures += fail;
+    }
+    let extra: usize = by_site.values().map(|n| n.len().min(cap).saturating_sub(1)).sum();
+    terms.site_spread = policy.weights.site_extra * extra as f64;
+    terms.sum();
+    let placement = chosen
+        .iter()
+        .enumerate()
+        .map(|(k, &j)| place(&format!("{}-{}", template.name, k + 1), &world.nodes[j]))
+        .collect();
+    let answer = Answer {
+        status: Status::Optimal,
+        objective: Some(terms.total),
+        terms: Some(terms),
+        mip_gap: Some(0.0),
+        bound: Some(terms.total),
+        placement,
+        links: Vec::new(),
+        explanation: Vec::new(),
+        stats: Stats { admitted_nodes: admitted(world, policy), ..Stats::default() },
+    };
+    finish(answer, start)
+}
