@@ -13,6 +13,11 @@
 //! | `public_url` | `PORTOLAN_PUBLIC_URL` | none | the URL users reach the portal at; `https://…` makes session cookies `Secure` |
 //! | `session_days` | `PORTOLAN_SESSION_DAYS` | `7` | a session ends after this many days without use |
 //! | `log` | `PORTOLAN_LOG` | `info` | a tracing filter, e.g. `info,server=debug` |
+//! | `testbed_url` | `PORTOLAN_TESTBED_URL` | none | a PLCAPI URL; unset, `serve` runs the reference testbed in-process |
+//! | `testbed_listen` | `PORTOLAN_TESTBED_LISTEN` | `127.0.0.1:3001` | where the in-process reference testbed listens |
+//! | `testbed_profile` | `PORTOLAN_TESTBED_PROFILE` | `mild` | its profile: `mild`, `paper`, `harsh` or a TOML file |
+//! | `testbed_seed` | `PORTOLAN_TESTBED_SEED` | `1` | its seed |
+//! | `testbed_time_scale` | `PORTOLAN_TESTBED_TIME_SCALE` | `1` | testbed seconds per real second |
 
 use figment::{
     Figment,
@@ -21,7 +26,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use std::{net::SocketAddr, path::PathBuf};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -31,6 +36,11 @@ pub struct Config {
     pub public_url: Option<String>,
     pub session_days: u32,
     pub log: String,
+    pub testbed_url: Option<String>,
+    pub testbed_listen: SocketAddr,
+    pub testbed_profile: String,
+    pub testbed_seed: u64,
+    pub testbed_time_scale: f64,
 }
 
 impl Default for Config {
@@ -44,6 +54,11 @@ impl Default for Config {
             public_url: None,
             session_days: 7,
             log: "info".to_owned(),
+            testbed_url: None,
+            testbed_listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            testbed_profile: "mild".to_owned(),
+            testbed_seed: 1,
+            testbed_time_scale: 1.0,
         }
     }
 }
@@ -112,6 +127,20 @@ impl Config {
             return Err(ConfigError::Invalid {
                 setting: "session_days (PORTOLAN_SESSION_DAYS)",
                 why: "must be from 1 to 365".to_owned(),
+            });
+        }
+        if !(self.testbed_time_scale > 0.0 && self.testbed_time_scale.is_finite()) {
+            return Err(ConfigError::Invalid {
+                setting: "testbed_time_scale (PORTOLAN_TESTBED_TIME_SCALE)",
+                why: "must be a positive number".to_owned(),
+            });
+        }
+        if let Some(url) = &self.testbed_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "testbed_url (PORTOLAN_TESTBED_URL)",
+                why: "expected http://… or https://…".to_owned(),
             });
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {

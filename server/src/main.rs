@@ -27,6 +27,8 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Admin(Admin),
+    /// Run the reference testbed alone (PLCAPI at /PLCAPI/), or export its world.
+    Testbed(server::testbed::cli::TestbedArgs),
     /// Map a topology onto a world with the mapper and print the answer as JSON (formats: see the README).
     Map {
         /// The world: candidate nodes and measured paths (JSON).
@@ -77,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(admin) => run_admin(config, admin).await,
+        Command::Testbed(args) => server::testbed::cli::run(args).await,
         Command::Map { world, topology, policy, time_limit } => {
             println!("{}", server::mapper::cli::run(&world, &topology, policy.as_deref(), time_limit)?);
             Ok(())
@@ -86,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let db = open_database(&config).await?;
+    // Kept alive for the portal's lifetime; later issues hand it to the testbed adapter.
+    let _testbed = server::testbed::cli::embedded(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (PORTOLAN_LISTEN)", config.listen))?;

@@ -182,7 +182,8 @@ impl Profile {
             "paper" => Ok(Self::paper()),
             "harsh" => Ok(Self::harsh()),
             path => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read profile {path}: {e}"))?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| format!("cannot read profile {path}: {e}"))?;
                 Self::parse(&text).map_err(|e| format!("profile {path}: {e}"))
             }
         }

@@ -32,33 +32,24 @@ const NODES_CSV: &str = include_str!("../../data/planetlab-nodes-2010-sfa/nodes.
 const RTT_SLICE_1: &str = include_str!("../../data/planetlab-rtt-490/PlanetLabData_1");
 const RTT_SLICE_2: &str = include_str!("../../data/planetlab-rtt-490/PlanetLabData_2");
 
-/// How a node reaches the rest of the testbed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LinkClass {
-    Internet2,
-    Commodity,
-    International,
-    Dsl,
+pub use app::topology::LinkClass;
+
+/// The name of a link class, as node tags and sensors spell it.
+pub fn class_name(class: LinkClass) -> &'static str {
+    match class {
+        LinkClass::Internet2 => "internet2",
+        LinkClass::Commodity => "commodity",
+        LinkClass::International => "international",
+        LinkClass::Dsl => "dsl",
+    }
 }
 
-impl LinkClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LinkClass::Internet2 => "internet2",
-            LinkClass::Commodity => "commodity",
-            LinkClass::International => "international",
-            LinkClass::Dsl => "dsl",
-        }
-    }
-
-    /// The access capacity assumed when a node has no published cap, in kbit/s.
-    fn default_capacity_kbps(self) -> f64 {
-        match self {
-            LinkClass::Internet2 => 1_000_000.0,
-            LinkClass::Commodity | LinkClass::International => 100_000.0,
-            LinkClass::Dsl => 1_500.0,
-        }
+/// The access capacity assumed when a node has no published cap, in kbit/s.
+fn default_capacity_kbps(class: LinkClass) -> f64 {
+    match class {
+        LinkClass::Internet2 => 1_000_000.0,
+        LinkClass::Commodity | LinkClass::International => 100_000.0,
+        LinkClass::Dsl => 1_500.0,
     }
 }
 
@@ -159,6 +150,8 @@ pub struct World {
 }
 
 const HOUR: f64 = 3600.0;
+/// 2010-02-09, when the node list was taken: the default moment of exported worlds.
+pub const DATA_DATE: f64 = 1_265_673_600.0;
 
 impl World {
     /// The real PlanetLab world (684 nodes at 258 sites with nodes) with attributes derived from `seed`.
@@ -207,7 +200,11 @@ impl World {
             let s = sites.len();
             let login_base = format!("gen{s:05}");
             let tld = &domains[rng.random_range(0..domains.len())];
-            sites.push(Site { site_id: s as i32 + 1, login_base: login_base.clone(), name: format!("Site {s}") });
+            sites.push(Site {
+                site_id: s as i32 + 1,
+                login_base: login_base.clone(),
+                name: format!("Site {s}"),
+            });
             site_position.push(region_position(tld, &mut rng));
             let size = site_sizes[rng.random_range(0..site_sizes.len())].min(node_count - raw.len()).min(15);
             for k in 0..size {
@@ -249,7 +246,8 @@ impl World {
         let (na, nb) = (&self.nodes[a], &self.nodes[b]);
         let dsl = na.link_class == LinkClass::Dsl || nb.link_class == LinkClass::Dsl;
         let jitter = random::unit(self.seed, "loss", &[x, y]);
-        let loss = (0.0005 + 0.002 * latency_ms / 300.0 + 0.001 * jitter + if dsl { 0.005 } else { 0.0 }).min(0.05);
+        let loss =
+            (0.0005 + 0.002 * latency_ms / 300.0 + 0.001 * jitter + if dsl { 0.005 } else { 0.0 }).min(0.05);
         let mathis_kbps = 1460.0 * 8.0 / (latency_ms.max(0.1) / 1000.0) * 1.22 / loss.sqrt() / 1000.0;
         let bandwidth_kbps = capacity(na).min(capacity(nb)).min(mathis_kbps);
         let age = if random::unit(self.seed, "stale", &[x, y]) < 0.02 {
@@ -297,8 +295,59 @@ impl World {
     }
 }
 
+impl World {
+    /// The world as the mapper's `--world` input at time `t`: every node with its load then, and every measured
+    /// path of the real world (generated worlds export nodes only: their pairs are too many for a file; the
+    /// sensor feed serves them). Node ids are the testbed's node ids.
+    pub fn to_map_world_at(&self, t: f64) -> crate::mapper::world::MapWorld {
+        use crate::mapper::world::{CandidateNode, MapWorld, MeasuredPath};
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let load = self.load(n.index, t);
+                CandidateNode {
+                    id: n.node_id as u64,
+                    hostname: n.hostname.clone(),
+                    site: self.sites[n.site].login_base.clone(),
+                    link_class: n.link_class,
+                    load: load.load,
+                    memory_free_mb: f64::from(n.memory_mb) * (1.0 - load.memory_used),
+                    disk_free_pct: load.disk_free * 100.0,
+                    reliability: 1.0,
+                    recent_failures: 0,
+                    metric_age_s: 300.0 * random::unit(self.seed, "metric-age", &[n.index as u64]),
+                }
+            })
+            .collect();
+        let mut paths = Vec::new();
+        if matches!(self.paths, Paths::Matrix { .. }) {
+            for a in 0..self.nodes.len() {
+                for b in a + 1..self.nodes.len() {
+                    if let Some(p) = self.path(a, b, t) {
+                        paths.push(MeasuredPath {
+                            a: self.nodes[a].node_id as u64,
+                            b: self.nodes[b].node_id as u64,
+                            latency_ms: p.latency_ms,
+                            bandwidth_kbps: p.bandwidth_kbps,
+                            loss: p.loss,
+                            age_s: t - p.measured_at,
+                        });
+                    }
+                }
+            }
+        }
+        MapWorld { nodes, paths }
+    }
+
+    /// [`Self::to_map_world_at`] the data's date.
+    pub fn to_map_world(&self) -> crate::mapper::world::MapWorld {
+        self.to_map_world_at(DATA_DATE)
+    }
+}
+
 fn capacity(node: &Node) -> f64 {
-    node.bw_limit_kbps.map_or_else(|| node.link_class.default_capacity_kbps(), f64::from)
+    node.bw_limit_kbps.map_or_else(|| default_capacity_kbps(node.link_class), f64::from)
 }
 
 fn build_nodes(seed: u64, sites: &[Site], raw: Vec<(i32, String, usize, Option<u32>)>) -> Vec<Node> {
@@ -310,7 +359,9 @@ fn build_nodes(seed: u64, sites: &[Site], raw: Vec<(i32, String, usize, Option<u
             let mut rng = random::stream(seed, "node", &[index as u64]);
             let k = per_site[site];
             per_site[site] += 1;
-            let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + 16 * sites[site].site_id as u32 + k + 1);
+            let ip = Ipv4Addr::from(
+                u32::from(Ipv4Addr::new(198, 18, 0, 0)) + 16 * sites[site].site_id as u32 + k + 1,
+            );
             let disk_used = match rng.random_range(0..100) {
                 0..=84 => rng.random_range(0.2..0.75),
                 85..=94 => rng.random_range(0.75..0.9),
@@ -393,8 +444,27 @@ mod tests {
         assert!(node.ip.octets()[..2] == [198, 18] || node.ip.octets()[..2] == [198, 19]);
         let dsl: Vec<_> = world.nodes.iter().filter(|n| n.link_class == LinkClass::Dsl).collect();
         assert_eq!(dsl.len(), 4);
-        assert_eq!(world.nodes.iter().filter(|n| world.nodes.iter().any(|m| m.index != n.index && m.ip == n.ip)).count(), 0);
+        assert_eq!(
+            world
+                .nodes
+                .iter()
+                .filter(|n| world.nodes.iter().any(|m| m.index != n.index && m.ip == n.ip))
+                .count(),
+            0
+        );
         assert!(node.host_key.starts_with("ssh-ed25519 "));
+    }
+
+    #[test]
+    fn exports_what_the_mapper_accepts() {
+        let exported = World::planetlab(1).to_map_world();
+        exported.validate().unwrap();
+        assert_eq!(exported.nodes.len(), 684);
+        let measured = 490 * 489 / 2;
+        assert_eq!(exported.paths.len(), measured);
+        let generated = World::generate(500, 1).to_map_world();
+        generated.validate().unwrap();
+        assert!(generated.paths.is_empty());
     }
 
     #[test]
@@ -410,10 +480,13 @@ mod tests {
     #[test]
     fn paths_are_measured_for_490_nodes_and_vary_in_time() {
         let world = World::planetlab(1);
-        let measured: Vec<usize> = (0..world.nodes.len()).filter(|&i| world.measured(i, (i + 1) % 684)).collect();
+        let measured: Vec<usize> =
+            (0..world.nodes.len()).filter(|&i| world.measured(i, (i + 1) % 684)).collect();
         assert!(!measured.is_empty());
-        let with_rows = (0..world.nodes.len()).filter(|&i| world.path(i, if i == 0 { 1 } else { 0 }, 0.0).is_some()).count();
-        assert!(with_rows >= 480 && with_rows <= 490, "{with_rows}");
+        let with_rows = (0..world.nodes.len())
+            .filter(|&i| world.path(i, if i == 0 { 1 } else { 0 }, 0.0).is_some())
+            .count();
+        assert!((480..=490).contains(&with_rows), "{with_rows}");
         let (a, b) = (measured[0], (measured[0] + 1) % 684);
         let p0 = world.path(a, b, 0.0).unwrap();
         let p3 = world.path(a, b, 3.0 * HOUR).unwrap();
@@ -447,7 +520,8 @@ mod tests {
         let world = World::generate(10_000, 3);
         assert_eq!(world.nodes.len(), 10_000);
         assert!(world.sites.len() > 2_000);
-        let mut latencies: Vec<f64> = (1..2000).filter_map(|b| world.path(0, b * 5, 0.0)).map(|p| p.latency_ms).collect();
+        let mut latencies: Vec<f64> =
+            (1..2000).filter_map(|b| world.path(0, b * 5, 0.0)).map(|p| p.latency_ms).collect();
         latencies.sort_by(f64::total_cmp);
         let median = latencies[latencies.len() / 2];
         assert!((10.0..400.0).contains(&median), "median RTT {median}");
