@@ -48,6 +48,7 @@ export default defineConfig({
       PORTOLAN_DATA_DIR: dataDir,
       PORTOLAN_SITE_ROOT: "../target/site",
       PORTOLAN_LOG: "warn",
+      PORTOLAN_TESTBED_LISTEN: "127.0.0.1:0",
     },
   },
 });

@@ -89,3 +89,22 @@ test("log in with wrong credentials shows one clear error", async ({ page }) => 
   await page.getByRole("button", { name: "Log in" }).click();
   await expect(page.getByRole("alert")).toHaveText("wrong email or password");
 });
+
+test.describe("without JavaScript", () => {
+  test.use({ javaScriptEnabled: false });
+
+  test("forms still register, create a project and log out", async ({ page }) => {
+    await page.goto("/register");
+    await page.getByLabel("Email").fill(`nojs+${Date.now()}@example.org`);
+    await page.getByLabel("Name").fill("No Script");
+    await page.getByLabel("Password (at least 10 characters)").fill("correct horse battery");
+    await page.getByRole("button", { name: "Create account" }).click();
+    await expect(page.getByRole("heading", { name: "Your projects" })).toBeVisible();
+    await expect(page.getByTestId("who")).toHaveText("No Script");
+    await page.getByLabel("Name", { exact: true }).fill("plainforms");
+    await page.getByRole("button", { name: "Create project" }).click();
+    await expect(page.getByTestId("projects")).toContainText("plainforms");
+    await page.getByRole("button", { name: "Log out" }).click();
+    await expect(page.getByRole("link", { name: "Log in" })).toBeVisible();
+  });
+});

@@ -509,3 +509,18 @@ fn admin_flag_parses() {
     assert!(server::testbed::parse_admin("nobody").is_err());
     let _ = BTreeMap::<String, Value>::new();
 }
+
+#[tokio::test]
+async fn the_api_generation_switches_when_the_profile_says() {
+    let mut profile = Profile::mild();
+    quiet(&mut profile);
+    profile.api.switch_after_s = 3600.0;
+    // An hour of testbed time passes in 0.1 s.
+    let plc = start(profile, 8, 36_000.0).await;
+    let nm = "/NodeManager/planetlab-01.cs.princeton.edu/";
+    assert_eq!(plc.tb.generation(), Generation::NodeManager);
+    assert_eq!(plc.raw(nm, "GetRecord", vec![s("x")]).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(plc.tb.generation(), Generation::AsyncOnly);
+    assert_eq!(plc.raw(nm, "GetRecord", vec![s("x")]).await.status(), 404);
+}
