@@ -36,3 +36,25 @@ pub mod request {
         auth::caller_from_session(&state.db, &session().await?).await
     }
 }
+
+/// The body of a server function on behalf of the logged-in caller: binds the database and the caller, runs
+/// `$body`, and on error sets the HTTP status that the error's code maps to.
+///
+/// ```text
+/// for_caller!(|db, caller| ssr::list(db, &caller))
+/// ```
+#[macro_export]
+macro_rules! for_caller {
+    (|$db:ident, $caller:ident| $body:expr) => {{
+        use $crate::{error::ssr::respond, state::request};
+        respond(
+            async {
+                let state = request::state()?;
+                let $caller = request::caller(&state).await?;
+                let $db = &state.db;
+                $body.await
+            }
+            .await,
+        )
+    }};
+}

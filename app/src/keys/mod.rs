@@ -22,39 +22,15 @@ pub struct KeyView {
 
 #[server(prefix = "/sf", endpoint = "list_keys")]
 pub async fn list_keys() -> Result<Vec<KeyView>, AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            ssr::list(&state.db, &caller).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| ssr::list(db, &caller))
 }
 
 #[server(prefix = "/sf", endpoint = "add_key")]
 pub async fn add_key(public_key: String) -> Result<KeyView, AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            ssr::add(&state.db, &caller, &public_key).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| ssr::add(db, &caller, &public_key))
 }
 
 #[server(prefix = "/sf", endpoint = "delete_key")]
 pub async fn delete_key(id: i32) -> Result<(), AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            ssr::delete(&state.db, &caller, id).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| ssr::delete(db, &caller, id))
 }

@@ -103,88 +103,42 @@ pub fn validate_name(name: &str) -> Result<(), AppError> {
 
 #[server(prefix = "/sf", endpoint = "list_projects")]
 pub async fn list_projects() -> Result<Vec<ProjectView>, AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            ssr::list(&state.db, &caller).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| ssr::list(db, &caller))
 }
 
 #[server(prefix = "/sf", endpoint = "create_project")]
 pub async fn create_project(name: String, description: String) -> Result<ProjectView, AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            ssr::create(&state.db, &caller, &name, &description).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| ssr::create(db, &caller, &name, &description))
 }
 
 #[server(prefix = "/sf", endpoint = "get_project")]
 pub async fn get_project(name: String) -> Result<ProjectDetail, AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            ssr::detail(&state.db, &caller, &name).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| ssr::detail(db, &caller, &name))
 }
 
 #[server(prefix = "/sf", endpoint = "request_join")]
 pub async fn request_join(project: String, message: String) -> Result<JoinRequestView, AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            ssr::request_join(&state.db, &caller, &project, &message).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| ssr::request_join(db, &caller, &project, &message))
 }
 
 #[server(prefix = "/sf", endpoint = "my_join_requests")]
 pub async fn my_join_requests() -> Result<Vec<JoinRequestView>, AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            ssr::my_requests(&state.db, &caller).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| ssr::my_requests(db, &caller))
 }
 
 /// `decision` is `approve` or `reject`.
 #[server(prefix = "/sf", endpoint = "decide_join")]
 pub async fn decide_join(id: i32, decision: String) -> Result<JoinRequestView, AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            let approve = match decision.as_str() {
-                "approve" => true,
-                "reject" => false,
-                _ => {
-                    return Err(AppError::invalid("decision", "decision is `approve` or `reject`"));
-                }
-            };
-            ssr::decide(&state.db, &caller, id, approve).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| async {
+        let approve = match decision.as_str() {
+            "approve" => true,
+            "reject" => false,
+            _ => {
+                return Err(AppError::invalid("decision", "decision is `approve` or `reject`"));
+            }
+        };
+        ssr::decide(db, &caller, id, approve).await
+    })
 }
 
 #[cfg(test)]

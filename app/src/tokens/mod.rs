@@ -31,41 +31,19 @@ pub struct NewToken {
 
 #[server(prefix = "/sf", endpoint = "list_tokens")]
 pub async fn list_tokens() -> Result<Vec<TokenView>, AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            ssr::list(&state.db, &caller).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| ssr::list(db, &caller))
 }
 
 #[server(prefix = "/sf", endpoint = "create_token")]
 pub async fn create_token(name: String, scope: String) -> Result<NewToken, AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            let scope = Scope::parse(&scope)
-                .ok_or_else(|| AppError::invalid("scope", "scope is `read` or `write`"))?;
-            ssr::create(&state.db, &caller, &name, scope).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| async {
+        let scope =
+            Scope::parse(&scope).ok_or_else(|| AppError::invalid("scope", "scope is `read` or `write`"))?;
+        ssr::create(db, &caller, &name, scope).await
+    })
 }
 
 #[server(prefix = "/sf", endpoint = "revoke_token")]
 pub async fn revoke_token(id: i32) -> Result<(), AppError> {
-    use crate::{error::ssr::respond, state::request};
-    respond(
-        async {
-            let state = request::state()?;
-            let caller = request::caller(&state).await?;
-            ssr::revoke(&state.db, &caller, id).await
-        }
-        .await,
-    )
+    crate::for_caller!(|db, caller| ssr::revoke(db, &caller, id))
 }

@@ -89,21 +89,10 @@ impl Testbed {
         let all_sites: Vec<i32> = world.sites.iter().map(|s| s.site_id).collect();
         for (email, password) in settings.admins {
             let person_id = state.fresh_id();
-            state.persons.insert(
-                person_id,
-                Person {
-                    person_id,
-                    email,
-                    password,
-                    first_name: "Testbed".into(),
-                    last_name: "Admin".into(),
-                    roles: vec![ROLE_ADMIN, ROLE_PI],
-                    site_ids: all_sites.clone(),
-                    key_ids: Vec::new(),
-                    enabled: true,
-                    created: start,
-                },
-            );
+            let mut admin = Person::new(person_id, email, password, start);
+            admin.roles = vec![ROLE_ADMIN, ROLE_PI];
+            admin.site_ids = all_sites.clone();
+            state.persons.insert(person_id, admin);
         }
         Arc::new(Self {
             tickets: ticket::Tickets::new(settings.seed),
@@ -272,34 +261,4 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, tb.router()).with_graceful_shutdown(shutdown).await
-}
-
-/// PI rights at a site, for tests and the `serve` bootstrap.
-pub fn grant_pi(tb: &Testbed, email: &str, password: &str, login_base: &str) -> PlcResult<i32> {
-    let site = tb
-        .world
-        .sites
-        .iter()
-        .find(|s| s.login_base == login_base)
-        .ok_or_else(|| Fault::invalid(format!("No such site {login_base}")))?
-        .site_id;
-    let mut state = tb.state();
-    let person_id = state.fresh_id();
-    let created = tb.now();
-    state.persons.insert(
-        person_id,
-        Person {
-            person_id,
-            email: email.to_owned(),
-            password: password.to_owned(),
-            first_name: String::new(),
-            last_name: String::new(),
-            roles: vec![ROLE_PI],
-            site_ids: vec![site],
-            key_ids: Vec::new(),
-            enabled: true,
-            created,
-        },
-    );
-    Ok(person_id)
 }

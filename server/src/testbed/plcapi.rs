@@ -690,21 +690,10 @@ fn add_person(call: &Call, state: &mut State, caller: &Person, now: f64) -> PlcR
         return Err(Fault::invalid(format!("E-mail address {email} already in use")));
     }
     let person_id = state.fresh_id();
-    state.persons.insert(
-        person_id,
-        Person {
-            person_id,
-            email,
-            password: text(fields, "password")?.unwrap_or("").to_owned(),
-            first_name: text(fields, "first_name")?.unwrap_or("").to_owned(),
-            last_name: text(fields, "last_name")?.unwrap_or("").to_owned(),
-            roles: Vec::new(),
-            site_ids: Vec::new(),
-            key_ids: Vec::new(),
-            enabled: true,
-            created: now,
-        },
-    );
+    let mut person = Person::new(person_id, email, text(fields, "password")?.unwrap_or("").to_owned(), now);
+    person.first_name = text(fields, "first_name")?.unwrap_or("").to_owned();
+    person.last_name = text(fields, "last_name")?.unwrap_or("").to_owned();
+    state.persons.insert(person_id, person);
     Ok(int(person_id))
 }
 

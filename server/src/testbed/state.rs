@@ -48,6 +48,22 @@ pub struct Person {
 }
 
 impl Person {
+    /// An enabled account with no roles, sites or keys yet.
+    pub fn new(person_id: i32, email: String, password: String, created: f64) -> Self {
+        Self {
+            person_id,
+            email,
+            password,
+            first_name: String::new(),
+            last_name: String::new(),
+            roles: Vec::new(),
+            site_ids: Vec::new(),
+            key_ids: Vec::new(),
+            enabled: true,
+            created,
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.roles.contains(&ROLE_ADMIN)
     }
