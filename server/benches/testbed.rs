@@ -73,11 +73,15 @@ async fn bench_world(name: &str, nodes: usize) {
     let (all_p50, all_p95, all_rows) = latency(&client, 10, || vec![admin()]).await;
     let filter = || vec![admin(), st(&[("hostname", s("*.edu")), ("-LIMIT", Value::Integer(50))])];
     let (f_p50, f_p95, f_rows) = latency(&client, 100, filter).await;
-    let by_site = || vec![admin(), st(&[("site_id", Value::Integer(1))]), Value::Array(vec![s("node_id"), s("hostname")])];
+    let by_site = || {
+        vec![admin(), st(&[("site_id", Value::Integer(1))]), Value::Array(vec![s("node_id"), s("hostname")])]
+    };
     let (s_p50, s_p95, s_rows) = latency(&client, 100, by_site).await;
 
     let slice = format!("{base}_bench");
-    client.call("AddSlice", vec![admin(), st(&[("name", s(&slice)), ("description", s("b")), ("url", s("u"))])]).await;
+    client
+        .call("AddSlice", vec![admin(), st(&[("name", s(&slice)), ("description", s("b")), ("url", s("u"))])])
+        .await;
     let calls = 1000.min(hostnames.len() * 2);
     let start = Instant::now();
     for k in 0..calls / 2 {
@@ -90,7 +94,8 @@ async fn bench_world(name: &str, nodes: usize) {
     let start = Instant::now();
     let workers: Vec<_> = (0..8)
         .map(|w| {
-            let (http, url, slice, hosts) = (client.http.clone(), client.url.clone(), slice.clone(), hostnames.clone());
+            let (http, url, slice, hosts) =
+                (client.http.clone(), client.url.clone(), slice.clone(), hostnames.clone());
             tokio::spawn(async move {
                 let client = Client { http, url };
                 for k in 0..calls / 16 {
@@ -106,7 +111,10 @@ async fn bench_world(name: &str, nodes: usize) {
     }
     let concurrent = (calls / 16 * 16) as f64 / start.elapsed().as_secs_f64();
 
-    println!("| {name} | {:.2} s | GetNodes all ({all_rows} rows) | {all_p50:.1} ms | {all_p95:.1} ms |", build_s);
+    println!(
+        "| {name} | {:.2} s | GetNodes all ({all_rows} rows) | {all_p50:.1} ms | {all_p95:.1} ms |",
+        build_s
+    );
     println!("| {name} | | GetNodes `*.edu`, -LIMIT 50 ({f_rows} rows) | {f_p50:.2} ms | {f_p95:.2} ms |");
     println!("| {name} | | GetNodes one site, 2 fields ({s_rows} rows) | {s_p50:.2} ms | {s_p95:.2} ms |");
     println!("| {name} | | bind+unbind, 1 client | {sequential:.0} calls/s | |");
