@@ -283,6 +283,14 @@ async fn slice_lifecycle_with_permissions_and_renewal_rules() {
     assert_eq!(plc.fault("AddRoleToPerson", vec![pi.clone(), s("admin"), s("user@x.test")]).await.0, 108);
     let keys = plc.ok("GetKeys", vec![user.clone()]).await;
     assert_eq!(list(&keys).len(), 1);
+    let me = plc
+        .ok("GetPersons", vec![user.clone(), Value::Nil, Value::Array(vec![s("email"), s("slice_ids")])])
+        .await;
+    assert_eq!(list(&me).len(), 1, "a user sees only themselves");
+    assert_eq!(text(field(&list(&me)[0], "email")), "user@x.test");
+    assert_eq!(list(field(&list(&me)[0], "slice_ids")), &vec![id.clone()]);
+    let everyone = plc.ok("GetPersons", vec![admin(), st(&[("email", s("*.test"))])]).await;
+    assert!(list(&everyone).len() >= 3);
 
     let one = Value::Array(vec![i(10858)]);
     assert_eq!(plc.ok("DeleteSliceFromNodes", vec![user.clone(), id.clone(), one.clone()]).await, i(1));
@@ -339,6 +347,12 @@ async fn node_manager_creates_synchronously_and_fails_as_configured() {
     plc.rpc_at(&nm, "Stop", vec![s("princeton_sync")]).await.unwrap();
     let record = plc.rpc_at(&nm, "GetRecord", vec![s("princeton_sync")]).await.unwrap();
     assert_eq!(text(field(&record, "state")), "stopped");
+    plc.rpc_at(&nm, "Start", vec![s("princeton_sync")]).await.unwrap();
+    let record = plc.rpc_at(&nm, "GetRecord", vec![s("princeton_sync")]).await.unwrap();
+    assert_eq!(text(field(&record, "state")), "running");
+    assert_eq!(plc.rpc_at(&nm, "ReCreate", vec![s("princeton_sync")]).await.unwrap(), i(1));
+    assert_eq!(plc.rpc_at(&nm, "Start", vec![s("nosuch_slice")]).await.unwrap_err().0, 102);
+    assert_eq!(plc.rpc_at(&nm, "Reboot", vec![]).await.unwrap_err().0, 100);
     plc.rpc_at(&nm, "Destroy", vec![s("princeton_sync")]).await.unwrap();
     plc.rpc_at(&nm, "Destroy", vec![s("princeton_sync")]).await.unwrap();
     let record = plc.rpc_at(&nm, "GetRecord", vec![s("princeton_sync")]).await.unwrap();

@@ -50,7 +50,12 @@ struct Builder {
 
 impl Builder {
     fn add(&mut self, column: Column, binary: bool, cost: f64) -> Variable {
-        let def = if binary { variable().binary() } else { variable().min(0.0).max(1.0) };
+        let def = match column {
+            _ if binary => variable().binary(),
+            // A site's excess is its node count minus one: unbounded above, or it would cap every site at 2.
+            Column::Excess { .. } => variable().min(0.0),
+            _ => variable().min(0.0).max(1.0),
+        };
         let var = self.vars.add(def);
         self.columns.push(column);
         if cost != 0.0 {
