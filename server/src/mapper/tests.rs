@@ -189,6 +189,19 @@ fn spreads_across_sites_and_honours_the_cap() {
 }
 
 #[test]
+fn the_spread_penalty_is_no_cap() {
+    // Three nodes at one site: the penalty makes the placement cost more, but must not forbid it.
+    let w = MapWorld {
+        nodes: (1..=3).map(|i| cand(i, &format!("h{i}.x"), "alpha", LinkClass::Commodity, 0.5)).collect(),
+        paths: vec![],
+    };
+    let t = topo((0..3).map(|i| vnode(&format!("n{i}"), NodeType::Any)).collect(), vec![]);
+    let answer = map(&w, &t, &Policy::default(), 10.0).unwrap();
+    assert_eq!(answer.status, Status::Optimal, "{:?}", answer.explanation);
+    assert_eq!(answer.terms.unwrap().site_spread, 2.0 * Policy::default().weights.site_extra);
+}
+
+#[test]
 fn explains_a_binding_site_cap() {
     let mut t = topo((0..5).map(|i| vnode(&format!("n{i}"), NodeType::Any)).collect(), vec![]);
     t.options.one_node_per_site = true;
