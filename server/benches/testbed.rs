@@ -84,8 +84,8 @@ async fn bench_world(name: &str, nodes: usize) {
         .await;
     let calls = 1000.min(hostnames.len() * 2);
     let start = Instant::now();
-    for k in 0..calls / 2 {
-        let node = Value::Array(vec![s(&hostnames[k])]);
+    for host in hostnames.iter().take(calls / 2) {
+        let node = Value::Array(vec![s(host)]);
         client.call("AddSliceToNodes", vec![admin(), s(&slice), node.clone()]).await;
         client.call("DeleteSliceFromNodes", vec![admin(), s(&slice), node]).await;
     }
