@@ -69,22 +69,37 @@ enum Admin {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::load()?;
-    tracing_subscriber::fmt().with_env_filter(EnvFilter::new(&config.log)).init();
+    // The portal's configuration matters to the portal's commands only: `testbed` and `map` take arguments.
     match cli.command {
-        Command::Serve => serve(config).await,
-        Command::Migrate => {
-            open_database(&config).await?;
-            tracing::info!("database is up to date");
-            Ok(())
+        Command::Testbed(args) => {
+            init_tracing("info");
+            server::testbed::cli::run(args).await
         }
-        Command::Admin(admin) => run_admin(config, admin).await,
-        Command::Testbed(args) => server::testbed::cli::run(args).await,
         Command::Map { world, topology, policy, time_limit } => {
+            init_tracing("warn");
             println!("{}", server::mapper::cli::run(&world, &topology, policy.as_deref(), time_limit)?);
             Ok(())
         }
+        Command::Serve => serve(portal_config()?).await,
+        Command::Migrate => {
+            open_database(&portal_config()?).await?;
+            tracing::info!("database is up to date");
+            Ok(())
+        }
+        Command::Admin(admin) => run_admin(portal_config()?, admin).await,
     }
+}
+
+/// The portal's configuration (and logging as it says).
+fn portal_config() -> anyhow::Result<Config> {
+    let config = Config::load()?;
+    init_tracing(&config.log);
+    Ok(config)
+}
+
+/// Logs to stderr with `filter` (a tracing filter; `RUST_LOG` is not read, the portal uses `PORTOLAN_LOG`).
+fn init_tracing(filter: &str) {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(EnvFilter::new(filter)).init();
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -1,0 +1,69 @@
+//! The `portolan` binary's portal commands: `migrate`, `admin create-user`, `admin make-operator`, and a bad
+//! setting stopping the start with the variable's name.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn portolan(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORTOLAN_DATA_DIR", data_dir)
+        .env("PORTOLAN_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn admin_commands_create_users_and_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = portolan(dir.path(), &["migrate"], "");
+    assert!(ok, "{err}");
+    assert!(dir.path().join("portolan.db").exists());
+
+    let create = ["admin", "create-user", "--email", "Ops@Example.org", "--name", "Ops"];
+    let (ok, out, err) = portolan(dir.path(), &create, "a long enough password\n");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "Ops <ops@example.org> operator=false");
+    let (ok, _, err) = portolan(dir.path(), &create, "a long enough password\n");
+    assert!(!ok && err.contains("exists already"), "{err}");
+    let (ok, _, err) =
+        portolan(dir.path(), &["admin", "create-user", "--email", "x@example.org", "--name", "X"], "short\n");
+    assert!(!ok && err.contains("at least 10 characters"), "{err}");
+
+    let (ok, out, _) = portolan(dir.path(), &["admin", "make-operator", "ops@example.org"], "");
+    assert!(ok && out.contains("operator=true"), "{out}");
+    let (ok, out, _) = portolan(dir.path(), &["admin", "make-operator", "--revoke", "ops@example.org"], "");
+    assert!(ok && out.contains("operator=false"), "{out}");
+    let (ok, _, err) = portolan(dir.path(), &["admin", "make-operator", "nobody@example.org"], "");
+    assert!(!ok && err.contains("not found"), "{err}");
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .arg("serve")
+        .env("PORTOLAN_DATA_DIR", dir.path())
+        .env("PORTOLAN_SESSION_DAYS", "forever")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("PORTOLAN_SESSION_DAYS"), "{err}");
+}
