@@ -66,8 +66,11 @@ pub fn map(world: &MapWorld, topology: &Topology, policy: &Policy, time_limit_s:
         Err(explanation) => return Ok(infeasible(explanation, admitted(world, policy), start)),
     };
     let warm = heuristic::greedy(&prep, heuristic::DEFAULT_BUDGET);
-    let remaining = time_limit_s - start.elapsed().as_secs_f64();
-    let solved = milp::solve(&prep, warm.as_deref(), remaining)?;
+    let deadline = std::time::Duration::try_from_secs_f64(time_limit_s)
+        .ok()
+        .and_then(|limit| start.checked_add(limit))
+        .unwrap_or_else(|| start + std::time::Duration::from_secs(365 * 24 * 3600));
+    let solved = milp::solve(&prep, warm.as_deref(), deadline)?;
     let stats = Stats {
         admitted_nodes: admitted(world, policy),
         variables: solved.variables,
