@@ -65,11 +65,17 @@ pub fn map(world: &MapWorld, topology: &Topology, policy: &Policy, time_limit_s:
         Ok(prep) => prep,
         Err(explanation) => return Ok(infeasible(explanation, admitted(world, policy), start)),
     };
-    let warm = heuristic::greedy(&prep, heuristic::DEFAULT_BUDGET);
-    let deadline = std::time::Duration::try_from_secs_f64(time_limit_s)
-        .ok()
-        .and_then(|limit| start.checked_add(limit))
-        .unwrap_or_else(|| start + std::time::Duration::from_secs(365 * 24 * 3600));
+    let after = |seconds: f64| {
+        std::time::Duration::try_from_secs_f64(seconds)
+            .ok()
+            .and_then(|limit| start.checked_add(limit))
+            .unwrap_or_else(|| start + std::time::Duration::from_secs(365 * 24 * 3600))
+    };
+    // The warm start may take a quarter of the time, or 1 s: when it fails, HiGHS often finds a first
+    // placement itself, but under very short limits the warm start is the only one there is.
+    let warm =
+        heuristic::greedy_until(&prep, heuristic::DEFAULT_BUDGET, after((time_limit_s / 4.0).max(1.0)));
+    let deadline = after(time_limit_s);
     let solved = milp::solve(&prep, warm.as_deref(), deadline)?;
     let stats = Stats {
         admitted_nodes: admitted(world, policy),
