@@ -44,11 +44,12 @@ pub fn router(state: AppState, config: &Config) -> Router {
     };
     let site = Router::new()
         .route("/sf/{*fn_name}", post(server_fns))
-        .leptos_routes_with_context(&options, routes, context, {
+        .leptos_routes_with_context(&options, routes, context.clone(), {
             let options = options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler(shell))
+        // Unknown paths render the app's "not found" page, which needs the same context as every page.
+        .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
         .with_state(options);
 
     let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))

@@ -112,7 +112,18 @@ async fn responses_carry_security_headers(app: TestApp) {
     assert!(page.contains("action=\"/sf/login\""), "and posts without JavaScript");
 }
 
+async fn unknown_pages_are_a_plain_404(app: TestApp) {
+    let ada = app.user("ada@example.org").await;
+    for client in [Client::new(), ada] {
+        let response = client.get(app.url("/no/such/page")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let page = response.text().await.unwrap();
+        assert!(page.contains("There is no page here."), "{page}");
+    }
+}
+
 on_both_databases!(
+    unknown_pages_are_a_plain_404,
     cross_origin_posts_are_refused,
     state_changes_are_never_gets,
     bad_bodies_get_clear_json_errors,
