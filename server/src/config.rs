@@ -109,14 +109,7 @@ impl Config {
                 why: "expected sqlite://… or postgres://…".to_owned(),
             });
         }
-        if let Some(url) = &self.public_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(ConfigError::Invalid {
-                setting: "public_url (PORTOLAN_PUBLIC_URL)",
-                why: "expected http://… or https://…".to_owned(),
-            });
-        }
+        http_url(&self.public_url, "public_url (PORTOLAN_PUBLIC_URL)")?;
         if self.db_max_connections == 0 {
             return Err(ConfigError::Invalid {
                 setting: "db_max_connections (PORTOLAN_DB_MAX_CONNECTIONS)",
@@ -135,14 +128,7 @@ impl Config {
                 why: "must be a positive number".to_owned(),
             });
         }
-        if let Some(url) = &self.testbed_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(ConfigError::Invalid {
-                setting: "testbed_url (PORTOLAN_TESTBED_URL)",
-                why: "expected http://… or https://…".to_owned(),
-            });
-        }
+        http_url(&self.testbed_url, "testbed_url (PORTOLAN_TESTBED_URL)")?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return Err(ConfigError::Invalid { setting: "log (PORTOLAN_LOG)", why: e.to_string() });
         }
@@ -160,6 +146,16 @@ impl Config {
     /// Session cookies are `Secure` when the portal is served over TLS.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+/// An optional setting that, when given, must be an http(s) URL.
+fn http_url(value: &Option<String>, setting: &'static str) -> Result<(), ConfigError> {
+    match value {
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+            Err(ConfigError::Invalid { setting, why: "expected http://… or https://…".to_owned() })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -242,6 +238,8 @@ mod tests {
             assert!(err.contains("PORTOLAN_CONFIG"), "{err}");
             let err = load_err(jail, "PORTOLAN_SESSION_DAYS", "0");
             assert!(err.contains("PORTOLAN_SESSION_DAYS"), "{err}");
+            let err = load_err(jail, "PORTOLAN_TESTBED_URL", "ftp://plc");
+            assert!(err.contains("PORTOLAN_TESTBED_URL"), "{err}");
             let err = load_err(jail, "PORTOLAN_SESSION_DAYS", "many");
             assert!(err.contains("PORTOLAN_SESSION_DAYS"), "{err}");
             Ok(())

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::testbed::random;
 use dxr::Value;
+use std::collections::HashMap;
 
 /// PLC's renewal cap for everyone but admins.
 pub const MAX_RENEWAL_S: f64 = 8.0 * 7.0 * 86400.0;
@@ -201,18 +202,26 @@ fn get_session(call: &Call, state: &mut State, caller: &Person, now: f64) -> Plc
 
 fn get_sites(tb: &Testbed, call: &Call, state: &State) -> PlcResult<Value> {
     call.arity(1, 3)?;
+    // One pass each over nodes, persons and slices, grouped by site.
+    let mut nodes: HashMap<i32, Vec<i32>> = HashMap::new();
+    for i in present(state) {
+        nodes.entry(tb.world.sites[tb.world.nodes[i].site].site_id).or_default().push(state.nodes[i].node_id);
+    }
+    let mut persons: HashMap<i32, Vec<i32>> = HashMap::new();
+    for p in state.persons.values() {
+        for site in &p.site_ids {
+            persons.entry(*site).or_default().push(p.person_id);
+        }
+    }
+    let mut slices: HashMap<i32, Vec<i32>> = HashMap::new();
+    for s in state.slices.values() {
+        slices.entry(s.site_id).or_default().push(s.slice_id);
+    }
     let rows = tb
         .world
         .sites
         .iter()
-        .enumerate()
-        .map(|(i, site)| {
-            let nodes = (0..state.nodes.len())
-                .filter(|&n| tb.world.nodes[n].site == i && state.nodes[n].present)
-                .map(|n| state.nodes[n].node_id);
-            let persons =
-                state.persons.values().filter(|p| p.site_ids.contains(&site.site_id)).map(|p| p.person_id);
-            let slices = state.slices.values().filter(|s| s.site_id == site.site_id).map(|s| s.slice_id);
+        .map(|site| {
             row(vec![
                 ("site_id", int(site.site_id)),
                 ("login_base", string(&site.login_base)),
@@ -225,9 +234,9 @@ fn get_sites(tb: &Testbed, call: &Call, state: &State) -> PlcResult<Value> {
                 ("max_slivers", int(1000)),
                 ("latitude", Value::Nil),
                 ("longitude", Value::Nil),
-                ("node_ids", ints(nodes)),
-                ("person_ids", ints(persons)),
-                ("slice_ids", ints(slices)),
+                ("node_ids", take_ids(&mut nodes, site.site_id)),
+                ("person_ids", take_ids(&mut persons, site.site_id)),
+                ("slice_ids", take_ids(&mut slices, site.site_id)),
                 ("date_created", time(tb.start)),
                 ("last_updated", time(tb.start)),
             ])
@@ -237,12 +246,18 @@ fn get_sites(tb: &Testbed, call: &Call, state: &State) -> PlcResult<Value> {
     Ok(rows_value(filter::project(rows, call.get(2))?))
 }
 
+/// The ids grouped under `key`, as an XML-RPC array (empty when none).
+fn take_ids(groups: &mut HashMap<i32, Vec<i32>>, key: i32) -> Value {
+    ints(groups.remove(&key).unwrap_or_default())
+}
+
 fn get_nodes(tb: &Testbed, call: &Call, state: &State, now: f64) -> PlcResult<Value> {
     call.arity(1, 3)?;
+    let mut slices_by_node = state.slices_by_node();
     let rows = present(state)
         .map(|i| {
             let (n, w) = (&state.nodes[i], &tb.world.nodes[i]);
-            let slices = state.node_slices(i);
+            let slices = slices_by_node.remove(&i).unwrap_or_default();
             row(vec![
                 ("node_id", int(n.node_id)),
                 ("hostname", string(&n.hostname)),

@@ -30,24 +30,29 @@ pub struct Only {
 }
 
 /// Every measured pair among the nodes present now (each unordered pair once, src before dst in node order).
+/// The state lock is held only to copy the present nodes' identities, not while paths are computed.
 pub fn rows(tb: &Testbed, only: Option<&str>) -> Vec<PathRow> {
     let now = tb.now();
-    let state = tb.state();
-    let present: Vec<usize> = (0..state.nodes.len()).filter(|&i| state.nodes[i].present).collect();
+    let present: Vec<(usize, i32, String)> = {
+        let state = tb.state();
+        (0..state.nodes.len())
+            .filter(|&i| state.nodes[i].present)
+            .map(|i| (i, state.nodes[i].node_id, state.nodes[i].hostname.clone()))
+            .collect()
+    };
     let mut out = Vec::new();
-    for (k, &a) in present.iter().enumerate() {
-        let from_a = only.is_none_or(|h| state.nodes[a].hostname == h);
-        for &b in &present[k + 1..] {
-            if !(from_a || only.is_some_and(|h| state.nodes[b].hostname == h)) {
+    for (k, (a, a_id, a_host)) in present.iter().enumerate() {
+        let from_a = only.is_none_or(|h| a_host == h);
+        for (b, b_id, b_host) in &present[k + 1..] {
+            if !(from_a || only.is_some_and(|h| b_host == h)) {
                 continue;
             }
-            if let Some(p) = tb.world.path(a, b, now) {
-                let (na, nb) = (&state.nodes[a], &state.nodes[b]);
+            if let Some(p) = tb.world.path(*a, *b, now) {
                 out.push(PathRow {
-                    src: na.hostname.clone(),
-                    dst: nb.hostname.clone(),
-                    src_node_id: na.node_id,
-                    dst_node_id: nb.node_id,
+                    src: a_host.clone(),
+                    dst: b_host.clone(),
+                    src_node_id: *a_id,
+                    dst_node_id: *b_id,
                     latency_ms: p.latency_ms,
                     bandwidth_kbps: p.bandwidth_kbps,
                     loss: p.loss,

@@ -289,11 +289,22 @@ impl State {
         self.sliver_ready(slice, node, now) && self.slivers[&(slice, node)].running
     }
 
+    /// The slices with a sliver on `node` (a scan: for many nodes at once, use [`Self::slices_by_node`]).
     pub fn node_slices(&self, node: usize) -> Vec<i32> {
         self.slivers.keys().filter(|(_, n)| *n == node).map(|(s, _)| *s).collect()
     }
 
+    /// Every node's slices, in one pass over the slivers.
+    pub fn slices_by_node(&self) -> HashMap<usize, Vec<i32>> {
+        let mut by_node: HashMap<usize, Vec<i32>> = HashMap::new();
+        for (slice, node) in self.slivers.keys() {
+            by_node.entry(*node).or_default().push(*slice);
+        }
+        by_node
+    }
+
+    /// The nodes `slice` has slivers on (slivers are keyed by slice first, so this is a range lookup).
     pub fn slice_nodes(&self, slice: i32) -> Vec<usize> {
-        self.slivers.keys().filter(|(s, _)| *s == slice).map(|(_, n)| *n).collect()
+        self.slivers.range((slice, 0)..=(slice, usize::MAX)).map(|((_, n), _)| *n).collect()
     }
 }

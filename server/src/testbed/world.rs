@@ -156,23 +156,7 @@ pub const DATA_DATE: f64 = 1_265_673_600.0;
 impl World {
     /// The real PlanetLab world (684 nodes at 258 sites with nodes) with attributes derived from `seed`.
     pub fn planetlab(seed: u64) -> Self {
-        let mut sites: Vec<Site> = Vec::new();
-        let mut raw = Vec::new();
-        let mut reader = csv::Reader::from_reader(NODES_CSV.as_bytes());
-        for record in reader.records() {
-            let r = record.expect("the shipped nodes.csv is well formed");
-            let login_base = r[2].to_owned();
-            let site = match sites.iter().position(|s| s.login_base == login_base) {
-                Some(i) => i,
-                None => {
-                    sites.push(Site { site_id: sites.len() as i32 + 1, login_base, name: r[3].to_owned() });
-                    sites.len() - 1
-                }
-            };
-            let node_id: i32 = r[0].parse().expect("numeric node_id");
-            let bw = r[5].parse::<u32>().ok();
-            raw.push((node_id, r[1].to_owned(), site, bw));
-        }
+        let (sites, raw) = planetlab_listing();
         let nodes = build_nodes(seed, &sites, raw);
         let mut by_id: Vec<usize> = (0..nodes.len()).collect();
         by_id.sort_by_key(|&i| nodes[i].node_id);
@@ -187,13 +171,16 @@ impl World {
 
     /// A generated world of `node_count` nodes with the real world's distributions.
     pub fn generate(node_count: usize, seed: u64) -> Self {
-        let real = Self::planetlab(seed);
-        let mut site_sizes: Vec<usize> = vec![0; real.sites.len()];
-        for node in &real.nodes {
-            site_sizes[node.site] += 1;
+        // The real listing's distributions (only the listing: no keys, no matrices).
+        let (real_sites, real_nodes) = planetlab_listing();
+        let mut site_sizes: Vec<usize> = vec![0; real_sites.len()];
+        for (_, _, site, _) in &real_nodes {
+            site_sizes[*site] += 1;
         }
-        let domains: Vec<String> =
-            real.nodes.iter().map(|n| n.hostname.rsplit('.').next().unwrap_or("edu").to_owned()).collect();
+        let domains: Vec<String> = real_nodes
+            .iter()
+            .map(|(_, host, _, _)| host.rsplit('.').next().unwrap_or("edu").to_owned())
+            .collect();
         let mut rng = random::stream(seed, "generate", &[node_count as u64]);
         let (mut sites, mut raw, mut site_position) = (Vec::new(), Vec::new(), Vec::new());
         while raw.len() < node_count {
@@ -346,11 +333,35 @@ impl World {
     }
 }
 
+/// A node as listed before its attributes are derived: node id, hostname, site index, bandwidth cap.
+type RawNode = (i32, String, usize, Option<u32>);
+
+/// Sites and nodes of the shipped `nodes.csv`; sites numbered in order of first appearance.
+fn planetlab_listing() -> (Vec<Site>, Vec<RawNode>) {
+    let mut sites: Vec<Site> = Vec::new();
+    let mut raw = Vec::new();
+    let mut reader = csv::Reader::from_reader(NODES_CSV.as_bytes());
+    for record in reader.records() {
+        let r = record.expect("the shipped nodes.csv is well formed");
+        let login_base = r[2].to_owned();
+        let site = match sites.iter().position(|s| s.login_base == login_base) {
+            Some(i) => i,
+            None => {
+                sites.push(Site { site_id: sites.len() as i32 + 1, login_base, name: r[3].to_owned() });
+                sites.len() - 1
+            }
+        };
+        let node_id: i32 = r[0].parse().expect("numeric node_id");
+        raw.push((node_id, r[1].to_owned(), site, r[5].parse::<u32>().ok()));
+    }
+    (sites, raw)
+}
+
 fn capacity(node: &Node) -> f64 {
     node.bw_limit_kbps.map_or_else(|| default_capacity_kbps(node.link_class), f64::from)
 }
 
-fn build_nodes(seed: u64, sites: &[Site], raw: Vec<(i32, String, usize, Option<u32>)>) -> Vec<Node> {
+fn build_nodes(seed: u64, sites: &[Site], raw: Vec<RawNode>) -> Vec<Node> {
     let load = LogNormal::new(0.6f64.ln(), 0.9).expect("valid log-normal");
     let mut per_site = vec![0u32; sites.len()];
     raw.into_iter()
