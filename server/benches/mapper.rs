@@ -218,6 +218,10 @@ fn row(name: &str, world: &MapWorld, topo: &Topology, time_limit: f64, sa_steps:
     let start = Instant::now();
     let answer = mapper::map(world, topo, &policy, time_limit).expect("valid instance");
     let milp_s = start.elapsed().as_secs_f64();
+    // `MAPPER_BENCH_STATS=1` also prints the answer's bound and statistics to stderr.
+    if std::env::var("MAPPER_BENCH_STATS").is_ok() {
+        eprintln!("{name}: bound {:?}, {:?}", answer.bound, answer.stats);
+    }
     let prep = Prepared::new(world, topo, &policy).expect("feasible instance");
     let start = Instant::now();
     let greedy = heuristic::greedy(&prep, heuristic::DEFAULT_BUDGET);

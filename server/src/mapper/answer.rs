@@ -126,6 +126,13 @@ pub struct Stats {
     pub constraints: usize,
     /// Node pairs left for constrained links after pruning by tolerance and arc consistency.
     pub candidate_pairs: usize,
+    /// Candidate nodes of linked virtual nodes removed because no placement can use them: putting the
+    /// virtual node there leaves another without a node once the link tolerances are propagated.
+    pub ruled_out: usize,
+    /// Candidate nodes removed because every placement using them costs more than the warm start.
+    pub too_costly: usize,
+    /// Whether narrowing tested every candidate (false when its work budget or time ran out).
+    pub narrowing_complete: bool,
     /// Whether the heuristic found a placement that warm-started the solver.
     pub warm_start: bool,
     pub elapsed_ms: u64,

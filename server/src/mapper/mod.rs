@@ -8,20 +8,26 @@
 //! 1. validate the world, the topology and the policy (bad input is an error naming the field);
 //! 2. `prepare`: admission filter, candidates, grouping of identical virtual nodes, candidate pairs per
 //!    constrained link pruned by tolerance and arc consistency; infeasibility found here is explained exactly;
-//! 3. `heuristic`: a fast depth-first placement to warm-start the solver;
-//! 4. `milp`: build and solve with a time limit; read status, gap and bound from HiGHS;
-//! 5. assemble the [`Answer`]: placement, objective terms, per-link requested versus matched values.
+//! 3. `narrow`: singleton arc consistency removes the candidates no placement can use (tight tolerances
+//!    around cycles of the topology remove most of them);
+//! 4. warm start: `heuristic`'s short depth-first search, else `anneal`; then `heuristic::improve`
+//!    (large-neighbourhood search) takes it close to the optimum, and `narrow` runs again to remove the
+//!    candidates every placement through which costs more;
+//! 5. `milp`: build and solve with a time limit; read status, gap and bound from HiGHS;
+//! 6. assemble the [`Answer`]: placement, objective terms, per-link requested versus matched values.
 //!
 //! The input is a plain [`MapWorld`], so this module needs no database: `portolan map` and the benchmarks
 //! call [`map`] on files and generated worlds. Same input, same answer: every collection that shapes the
-//! model is ordered, and HiGHS runs with a fixed seed (an answer cut short by the time limit can still differ
-//! with machine speed).
+//! model is ordered, the heuristics and narrowing are seeded and bounded by counted work (not time), and
+//! HiGHS runs with a fixed seed. Only an answer cut short by the time limit can differ with machine speed.
 
+pub mod anneal;
 pub mod answer;
 pub mod cli;
 mod explain;
 pub mod heuristic;
 mod milp;
+mod narrow;
 pub mod policy;
 pub mod prepare;
 pub mod world;
@@ -61,7 +67,7 @@ pub fn map(world: &MapWorld, topology: &Topology, policy: &Policy, time_limit_s:
     if topology.options.all_available_nodes {
         return Ok(all_available(world, topology, policy, start));
     }
-    let prep = match Prepared::new(world, topology, policy) {
+    let mut prep = match Prepared::new(world, topology, policy) {
         Ok(prep) => prep,
         Err(explanation) => return Ok(infeasible(explanation, admitted(world, policy), start)),
     };
@@ -71,10 +77,13 @@ pub fn map(world: &MapWorld, topology: &Topology, policy: &Policy, time_limit_s:
             .and_then(|limit| start.checked_add(limit))
             .unwrap_or_else(|| start + std::time::Duration::from_secs(365 * 24 * 3600))
     };
-    // The warm start may take a quarter of the time, or 1 s: when it fails, HiGHS often finds a first
-    // placement itself, but under very short limits the warm start is the only one there is.
-    let warm =
-        heuristic::greedy_until(&prep, heuristic::DEFAULT_BUDGET, after((time_limit_s / 4.0).max(1.0)));
+    // The warm start and narrowing may take a quarter of the time, or 1 s: under very short limits the
+    // warm start is often the only placement there is, and narrowing makes the model much smaller.
+    let before_model = after((time_limit_s / 4.0).max(1.0));
+    let (warm, narrowed) = match warm_and_narrow(&mut prep, before_model) {
+        Ok(done) => done,
+        Err(explanation) => return Ok(infeasible(explanation, admitted(world, policy), start)),
+    };
     let deadline = after(time_limit_s);
     let solved = milp::solve(&prep, warm.as_deref(), deadline)?;
     let stats = Stats {
@@ -82,6 +91,9 @@ pub fn map(world: &MapWorld, topology: &Topology, policy: &Policy, time_limit_s:
         variables: solved.variables,
         constraints: solved.constraints,
         candidate_pairs: prep.links.iter().map(|l| l.pairs.len()).sum(),
+        ruled_out: narrowed.inconsistent,
+        too_costly: narrowed.too_costly,
+        narrowing_complete: narrowed.complete,
         warm_start: warm.is_some(),
         elapsed_ms: 0,
     };
@@ -98,11 +110,47 @@ pub fn map(world: &MapWorld, topology: &Topology, policy: &Policy, time_limit_s:
         (status, Some(placement)) => {
             let terms = prep.evaluate(&placement).map_err(|e| AppError::internal(format!("mapper: {e}")))?;
             let status = if status == Status::Unknown { Status::Feasible } else { status };
-            placed_answer(&prep, status, &placement, terms, solved.gap, solved.bound, stats)
+            // Narrowing's own bound holds for the original problem too (see `narrow.rs`); when it is the
+            // better one, the gap is taken against it, as HiGHS computes its own.
+            let (mut gap, mut bound) = (solved.gap, solved.bound);
+            if let Some(own) = narrowed.bound.filter(|&own| bound.is_none_or(|b| own > b)) {
+                bound = Some(own);
+                gap =
+                    Some(if terms.total > 0.0 { ((terms.total - own) / terms.total).max(0.0) } else { 0.0 });
+            }
+            placed_answer(&prep, status, &placement, terms, gap, bound, stats)
         }
         (_, None) => Answer { status: Status::Unknown, stats, ..infeasible(vec![], 0, start) },
     };
     Ok(finish(answer, start))
+}
+
+/// Narrows the candidates (see `narrow.rs`), finds and improves a warm start on what is left, then
+/// narrows again with its cost: exact propagation first makes the heuristics' search space small.
+fn warm_and_narrow(
+    prep: &mut Prepared,
+    deadline: Instant,
+) -> Result<(Option<Vec<usize>>, narrow::Narrowed), Vec<Explanation>> {
+    let first = narrow::narrow(prep, None, narrow::DEFAULT_BUDGET, deadline)?;
+    let warm = warm_start(prep, deadline);
+    let Some(incumbent) = warm.as_ref().and_then(|w| prep.evaluate(w).ok()).map(|terms| terms.total) else {
+        return Ok((warm, first));
+    };
+    let second = narrow::narrow(prep, Some(incumbent), narrow::DEFAULT_BUDGET, deadline)?;
+    let narrowed = narrow::Narrowed {
+        inconsistent: first.inconsistent + second.inconsistent,
+        complete: first.complete && second.complete,
+        ..second
+    };
+    Ok((warm, narrowed))
+}
+
+/// A short depth-first search, else annealing; then large-neighbourhood improvement.
+fn warm_start(prep: &Prepared, deadline: Instant) -> Option<Vec<usize>> {
+    let first = heuristic::greedy_until(prep, heuristic::WARM_BUDGET, deadline).or_else(|| {
+        (!prep.links.is_empty()).then(|| anneal::anneal(prep, anneal::DEFAULT_MOVES, deadline)).flatten()
+    })?;
+    Some(heuristic::improve(prep, &first, heuristic::IMPROVE_BUDGET, deadline))
 }
 
 fn elapsed_ms(start: Instant) -> u64 {

@@ -308,6 +308,117 @@ fn explains_a_link_that_arc_consistency_empties() {
     assert!(why.message.contains("also lets"), "{}", why.message);
 }
 
+/// Four nodes at four sites: a1, b1, c1 close a 10/10/20 ms triangle; d1 is 10 ms from a1 only.
+fn triangle_world() -> MapWorld {
+    MapWorld {
+        nodes: vec![
+            cand(1, "a1.x", "alpha", LinkClass::Internet2, 0.5),
+            cand(2, "b1.x", "beta", LinkClass::Internet2, 0.5),
+            cand(3, "c1.x", "gamma", LinkClass::Internet2, 0.5),
+            cand(4, "d1.x", "delta", LinkClass::Internet2, 0.1),
+        ],
+        paths: vec![path(1, 2, 10.0), path(2, 3, 10.0), path(1, 3, 20.0), path(1, 4, 10.0)],
+    }
+}
+
+fn triangle() -> Topology {
+    let links = vec![
+        latency_link("x", "y", 10.0, 1.0),
+        latency_link("y", "z", 10.0, 1.0),
+        latency_link("x", "z", 20.0, 1.0),
+    ];
+    topo(["x", "y", "z"].iter().map(|n| vnode(n, NodeType::Any)).collect(), links)
+}
+
+#[test]
+fn narrowing_rules_out_nodes_that_fit_each_link_but_not_the_cycle() {
+    // Arc consistency keeps d1 for y (d1–a1 is 10 ms, and a1 has partners on every link), but y on d1
+    // leaves x and z both needing a1: singleton arc consistency removes it, and the cheap d1 is not used.
+    let (world, t) = (triangle_world(), triangle());
+    let policy = Policy::default();
+    let mut prep = Prepared::new(&world, &t, &policy).unwrap();
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let y = prep.singles.iter().position(|s| s.vnode == 1).unwrap();
+    assert!(prep.singles[y].cands.contains(&3), "arc consistency alone keeps d1 for y");
+    let narrowed = narrow::narrow(&mut prep, None, narrow::DEFAULT_BUDGET, far).unwrap();
+    assert!(narrowed.complete);
+    assert!(!prep.singles[y].cands.contains(&3), "{:?}", prep.singles[y].cands);
+    assert!(narrowed.inconsistent > 0);
+    assert!(prep.links.iter().all(|l| l.pairs.iter().all(|p| p.p != 3 && p.q != 3)));
+    let answer = map(&world, &t, &policy, 10.0).unwrap();
+    assert_eq!(answer.status, Status::Optimal);
+    assert_eq!(hosts(&answer), ["a1.x", "b1.x", "c1.x"]);
+    assert!(answer.stats.ruled_out > 0 && answer.stats.narrowing_complete, "{:?}", answer.stats);
+}
+
+#[test]
+fn narrowing_explains_a_cycle_no_node_can_close() {
+    // Every link fits alone and arc consistency keeps a candidate for each end, but no triangle closes.
+    let mut world = triangle_world();
+    world.paths.retain(|p| (p.a, p.b) != (1, 3));
+    world.paths.push(path(1, 3, 30.0));
+    world.paths.push(path(3, 4, 20.0));
+    let answer = map(&world, &triangle(), &Policy::default(), 10.0).unwrap();
+    let why = only_explanation(&answer);
+    assert_eq!(why.class, ConstraintClass::Combination);
+    assert!(why.message.contains("fits all the links around it"), "{}", why.message);
+}
+
+#[test]
+fn narrowing_drops_candidates_costlier_than_the_warm_start_and_keeps_the_optimum() {
+    let world = random_world(20, 11);
+    let t = planted(&world, 5, 6, 25.0);
+    let policy = Policy::default();
+    let answer = map(&world, &t, &policy, 30.0).unwrap();
+    assert_eq!(answer.status, Status::Optimal);
+    assert!(answer.stats.too_costly > 0, "{:?}", answer.stats);
+    let best = brute_force(&world, &t, &policy).unwrap();
+    assert!((answer.objective.unwrap() - best).abs() < 1e-6, "{:?} vs {best}", answer.objective);
+    assert!(answer.bound.unwrap() <= best + 1e-6);
+}
+
+#[test]
+fn narrowing_stops_at_its_work_budget_and_says_so() {
+    let world = random_world(40, 11);
+    let t = planted(&world, 5, 6, 25.0);
+    let policy = Policy::default();
+    let mut prep = Prepared::new(&world, &t, &policy).unwrap();
+    let before: Vec<usize> = prep.singles.iter().map(|s| s.cands.len()).collect();
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let narrowed = narrow::narrow(&mut prep, None, 0, far).unwrap();
+    assert!(!narrowed.complete);
+    assert_eq!(narrowed.inconsistent + narrowed.too_costly, 0);
+    assert_eq!(prep.singles.iter().map(|s| s.cands.len()).collect::<Vec<_>>(), before);
+}
+
+#[test]
+fn annealing_finds_a_placement_with_every_link_in_tolerance() {
+    let world = random_world(60, 3);
+    let t = planted(&world, 8, 12, 20.0);
+    let policy = Policy::default();
+    let prep = Prepared::new(&world, &t, &policy).unwrap();
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let placement = anneal::anneal(&prep, anneal::DEFAULT_MOVES, far).expect("a planted placement exists");
+    prep.evaluate(&placement).expect("every hard constraint holds");
+    assert_eq!(anneal::anneal(&prep, anneal::DEFAULT_MOVES, far), Some(placement), "seeded");
+}
+
+#[test]
+fn improvement_never_worsens_and_is_exact_on_small_topologies() {
+    // Five linked virtual nodes: the first neighbourhood frees all of them, so the search is exhaustive.
+    let world = random_world(18, 5);
+    let t = planted(&world, 5, 6, 40.0);
+    let policy = Policy::default();
+    let prep = Prepared::new(&world, &t, &policy).unwrap();
+    let start = heuristic::greedy(&prep, heuristic::DEFAULT_BUDGET).unwrap();
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let improved = heuristic::improve(&prep, &start, heuristic::IMPROVE_BUDGET, far);
+    let (before, after) = (prep.evaluate(&start).unwrap().total, prep.evaluate(&improved).unwrap().total);
+    assert!(after <= before);
+    let best = brute_force(&world, &t, &policy).unwrap();
+    assert!((after - best).abs() < 1e-9, "improved to {after}, best {best}");
+}
+
 #[test]
 fn penalises_and_then_excludes_recently_failed_nodes() {
     let mut w = world();
@@ -596,6 +707,7 @@ proptest! {
                 prop_assert!(bad.is_empty(), "{:?}", bad);
                 let best = best.expect("brute force finds what the mapper found");
                 prop_assert!(answer.objective.unwrap() <= best + 1e-6 * (1.0 + best.abs()), "{:?} vs {}", answer.objective, best);
+                prop_assert!(answer.bound.unwrap() <= best + 1e-6 * (1.0 + best.abs()), "bound {:?} vs {}", answer.bound, best);
             }
             Status::Infeasible => {
                 prop_assert!(!answer.explanation.is_empty());
