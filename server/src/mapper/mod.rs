@@ -77,9 +77,10 @@ pub fn map(world: &MapWorld, topology: &Topology, policy: &Policy, time_limit_s:
             .and_then(|limit| start.checked_add(limit))
             .unwrap_or_else(|| start + std::time::Duration::from_secs(365 * 24 * 3600))
     };
-    // The warm start and narrowing may take a quarter of the time, or 1 s: under very short limits the
-    // warm start is often the only placement there is, and narrowing makes the model much smaller.
-    let before_model = after((time_limit_s / 4.0).max(1.0));
+    // Narrowing and the warm start may take a quarter of the time, or up to 1 s of short limits, but never
+    // more than 60 %: under short limits the warm start is often the only placement there is, and
+    // narrowing makes the model much smaller, but HiGHS needs time to load and presolve the model.
+    let before_model = after((time_limit_s / 4.0).max(1.0).min(time_limit_s * 0.6));
     let (warm, narrowed) = match warm_and_narrow(&mut prep, before_model) {
         Ok(done) => done,
         Err(explanation) => return Ok(infeasible(explanation, admitted(world, policy), start)),
@@ -131,18 +132,28 @@ fn warm_and_narrow(
     prep: &mut Prepared,
     deadline: Instant,
 ) -> Result<(Option<Vec<usize>>, narrow::Narrowed), Vec<Explanation>> {
-    let first = narrow::narrow(prep, None, narrow::DEFAULT_BUDGET, deadline)?;
-    let warm = warm_start(prep, deadline);
-    let Some(incumbent) = warm.as_ref().and_then(|w| prep.evaluate(w).ok()).map(|terms| terms.total) else {
-        return Ok((warm, first));
+    let cost = |prep: &Prepared, placement: &[usize]| prep.evaluate(placement).ok().map(|terms| terms.total);
+    // A quick depth-first search first: under short limits narrowing can take all the time there is.
+    let quick = heuristic::greedy_until(prep, heuristic::WARM_BUDGET, deadline);
+    let first =
+        narrow::narrow(prep, quick.as_ref().and_then(|q| cost(prep, q)), narrow::DEFAULT_BUDGET, deadline)?;
+    // Narrowing keeps every placement at most as costly as `quick`, so `quick` is still valid.
+    let found: Vec<(f64, Vec<usize>)> = [warm_start(prep, deadline), quick]
+        .into_iter()
+        .flatten()
+        .filter_map(|placement| Some((cost(prep, &placement)?, placement)))
+        .collect();
+    let Some((incumbent, warm)) = found.into_iter().min_by(|a, b| a.0.total_cmp(&b.0)) else {
+        return Ok((None, first));
     };
     let second = narrow::narrow(prep, Some(incumbent), narrow::DEFAULT_BUDGET, deadline)?;
     let narrowed = narrow::Narrowed {
         inconsistent: first.inconsistent + second.inconsistent,
+        too_costly: first.too_costly + second.too_costly,
         complete: first.complete && second.complete,
-        ..second
+        bound: second.bound,
     };
-    Ok((warm, narrowed))
+    Ok((Some(warm), narrowed))
 }
 
 /// A short depth-first search, else annealing; then large-neighbourhood improvement.
