@@ -62,16 +62,7 @@ pub fn anneal(prep: &Prepared, moves: usize, deadline: Instant) -> Option<Vec<us
 impl<'p, 'a> State<'p, 'a> {
     /// Every single on its cheapest candidate still free (links ignored); `None` if the singles do not fit.
     fn start(prep: &'p Prepared<'a>) -> Option<Self> {
-        let mut incident = vec![Vec::new(); prep.singles.len()];
-        for (l, plan) in prep.links.iter().enumerate() {
-            incident[plan.u].push((l, plan.v, true));
-            incident[plan.v].push((l, plan.u, false));
-        }
-        let pair_cost = prep
-            .links
-            .iter()
-            .map(|plan| plan.pairs.iter().map(|pr| ((pr.p, pr.q), pr.cost)).collect())
-            .collect();
+        let (incident, pair_cost) = (prep.incident(), prep.pair_costs());
         let mut state = Self {
             prep,
             incident,

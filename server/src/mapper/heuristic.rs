@@ -109,16 +109,7 @@ fn search(mut search: Search) -> Option<Vec<usize>> {
 
 impl<'p, 'a> Search<'p, 'a> {
     fn new(prep: &'p Prepared<'a>, budget: usize, deadline: Option<Instant>) -> Self {
-        let mut incident = vec![Vec::new(); prep.singles.len()];
-        for (l, plan) in prep.links.iter().enumerate() {
-            incident[plan.u].push((l, plan.v, true));
-            incident[plan.v].push((l, plan.u, false));
-        }
-        let pair_cost = prep
-            .links
-            .iter()
-            .map(|plan| plan.pairs.iter().map(|pr| ((pr.p, pr.q), pr.cost)).collect())
-            .collect();
+        let (incident, pair_cost) = (prep.incident(), prep.pair_costs());
         let partners = prep
             .links
             .iter()

@@ -133,8 +133,9 @@ fn warm_and_narrow(
     deadline: Instant,
 ) -> Result<(Option<Vec<usize>>, narrow::Narrowed), Vec<Explanation>> {
     let cost = |prep: &Prepared, placement: &[usize]| prep.evaluate(placement).ok().map(|terms| terms.total);
-    // A quick depth-first search first: under short limits narrowing can take all the time there is.
-    let quick = heuristic::greedy_until(prep, heuristic::WARM_BUDGET, deadline);
+    // A quick depth-first search first, bounded by its steps only (milliseconds): under short limits
+    // narrowing can take all the time there is, and a placement found here does not depend on the clock.
+    let quick = heuristic::greedy(prep, heuristic::WARM_BUDGET);
     let first =
         narrow::narrow(prep, quick.as_ref().and_then(|q| cost(prep, q)), narrow::DEFAULT_BUDGET, deadline)?;
     // Narrowing keeps every placement at most as costly as `quick`, so `quick` is still valid.

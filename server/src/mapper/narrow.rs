@@ -138,11 +138,13 @@ fn apply(prep: &mut Prepared, dom: &[FixedBitSet], local: &[usize]) {
 impl Net {
     fn new(prep: &Prepared, local: &[usize], nodes: &[usize], budget: u64, deadline: Instant) -> Self {
         let m = nodes.len();
-        let mut incident = vec![Vec::new(); prep.singles.len()];
+        let incident = prep
+            .incident()
+            .into_iter()
+            .map(|list| list.into_iter().map(|(l, other, is_a)| (l, other, usize::from(!is_a))).collect())
+            .collect();
         let mut sides = Vec::with_capacity(prep.links.len());
-        for (l, plan) in prep.links.iter().enumerate() {
-            incident[plan.u].push((l, plan.v, 0));
-            incident[plan.v].push((l, plan.u, 1));
+        for plan in &prep.links {
             let empty =
                 || Side { support: vec![FixedBitSet::with_capacity(m); m], by_cost: vec![Vec::new(); m] };
             let (mut from_u, mut from_v) = (empty(), empty());

@@ -231,6 +231,21 @@ impl<'a> Prepared<'a> {
         }
     }
 
+    /// Per single: (link plan, the other single, whether this single is the link's `a` end).
+    pub fn incident(&self) -> Vec<Vec<(usize, usize, bool)>> {
+        let mut incident = vec![Vec::new(); self.singles.len()];
+        for (l, plan) in self.links.iter().enumerate() {
+            incident[plan.u].push((l, plan.v, true));
+            incident[plan.v].push((l, plan.u, false));
+        }
+        incident
+    }
+
+    /// Per link plan: (`a` end's node, `b` end's node) → the pair's cost.
+    pub fn pair_costs(&self) -> Vec<HashMap<(usize, usize), f64>> {
+        self.links.iter().map(|plan| plan.pairs.iter().map(|pr| ((pr.p, pr.q), pr.cost)).collect()).collect()
+    }
+
     /// The fresh measured path between two world nodes, if any.
     pub fn path(&self, p: usize, q: usize) -> Option<&'a MeasuredPath> {
         let list = &self.adj[p];
