@@ -150,13 +150,27 @@ pub mod ssr {
         }
     }
 
-    /// Finishes a server function: on error, sets the HTTP status that the error's code maps to.
+    /// Finishes a server function: on error, sets the HTTP status that the error's code maps to, except
+    /// for a plain form post (a browser without JavaScript, which accepts HTML): that one is answered with
+    /// a redirect back to the form carrying the error in its URL, and a browser follows no redirect whose
+    /// status is 4xx.
     pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
         if let Err(err) = &result
             && let Some(options) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
+            && !plain_form_post()
         {
             options.set_status(err.code.status());
         }
         result
+    }
+
+    fn plain_form_post() -> bool {
+        leptos::prelude::use_context::<http::request::Parts>().is_some_and(|parts| {
+            parts
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|accept| accept.to_str().ok())
+                .is_some_and(|accept| accept.contains("text/html"))
+        })
     }
 }

@@ -107,4 +107,24 @@ test.describe("without JavaScript", () => {
     await page.getByRole("button", { name: "Log out" }).click();
     await expect(page.getByRole("link", { name: "Log in" })).toBeVisible();
   });
+
+  test("a failed log-in comes back with its error", async ({ page }) => {
+    await page.goto("/login");
+    await page.getByLabel("Email").fill("nobody@example.org");
+    await page.getByLabel("Password").fill("wrong password");
+    await page.getByRole("button", { name: "Log in" }).click();
+    await expect(page).toHaveURL(/\/login\?/);
+    await expect(page.getByRole("alert")).toHaveText("wrong email or password");
+  });
+
+  test("a failed form inside a page comes back with its error", async ({ page }) => {
+    await page.goto("/register");
+    await page.getByLabel("Email").fill(`nojs-err+${Date.now()}@example.org`);
+    await page.getByLabel("Name").fill("No Script");
+    await page.getByLabel("Password (at least 10 characters)").fill("correct horse battery");
+    await page.getByRole("button", { name: "Create account" }).click();
+    await page.getByLabel("Name", { exact: true }).fill("Not A Valid Name!");
+    await page.getByRole("button", { name: "Create project" }).click();
+    await expect(page.getByRole("alert")).toContainText("a project name has 3 to 32 characters");
+  });
 });

@@ -86,6 +86,26 @@ async fn wrong_credentials_get_one_answer(app: TestApp) {
     assert!(app.count("audit_log").await >= 3, "failed logins are audited");
 }
 
+async fn a_plain_form_post_that_fails_is_sent_back_with_its_error(app: TestApp) {
+    // A browser without JavaScript posts the form and accepts HTML: it gets a redirect to the form's page
+    // with the error in the URL (a 401 would not be followed and would show raw JSON).
+    let response = app
+        .browser()
+        .post(app.url("/sf/login"))
+        .header("accept", "text/html")
+        .header("referer", app.url("/login"))
+        .form(&[("email", "eve@example.org"), ("password", "nope nope nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&app.url("/login?")), "{location}");
+    assert!(location.contains("__path=%2Fsf%2Flogin") && location.contains("__err="), "{location}");
+    let page = app.browser().get(&location).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("wrong email or password"), "the login page shows the error");
+}
+
 async fn logout_ends_the_session(app: TestApp) {
     let browser = app.user("ada@example.org").await;
     let (status, _) = app.call(&browser, "logout", &[]).await;
@@ -126,6 +146,7 @@ on_both_databases!(
     bad_registrations_name_the_field_and_store_nothing,
     login_cycles_the_session_id,
     wrong_credentials_get_one_answer,
+    a_plain_form_post_that_fails_is_sent_back_with_its_error,
     logout_ends_the_session,
     forged_session_cookies_are_strangers,
     operators_are_made_on_the_command_line,

@@ -1,8 +1,10 @@
 //! Log in and register.
 
 use super::{Auth, widgets::ActionError};
+use crate::accounts::{Login, Register};
 use leptos::prelude::*;
 use leptos_meta::Title;
+use server_fn::ServerFn;
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
@@ -16,7 +18,7 @@ pub fn LoginPage() -> impl IntoView {
                 <label>"Password" <input type="password" name="password" required autocomplete="current-password"/></label>
                 <button type="submit">"Log in"</button>
             </ActionForm>
-            <ActionError value=auth.login.value()/>
+            <ActionError value=auth.login.value() server_fn=Login::PATH/>
             <p class="muted">"No account yet? " <a href="/register">"Register"</a></p>
         </section>
     }
@@ -37,7 +39,7 @@ pub fn RegisterPage() -> impl IntoView {
                 </label>
                 <button type="submit">"Create account"</button>
             </ActionForm>
-            <ActionError value=auth.register.value()/>
+            <ActionError value=auth.register.value() server_fn=Register::PATH/>
         </section>
     }
 }

@@ -2,17 +2,32 @@
 
 use crate::error::AppError;
 use leptos::prelude::*;
+use server_fn::error::ServerFnUrlError;
 
 /// Shows the error of the last submission of an action, if any.
+///
+/// Without JavaScript a failed form submission comes back as a redirect to the form's page whose URL
+/// carries the error (`__path`, `__err`). Actions created inside the router read it when created; the ones
+/// created above it (log in, register, in `App`) cannot, so their pages pass the server function's path
+/// as `server_fn` and the error is read here.
 #[component]
-pub fn ActionError<T, V>(value: V) -> impl IntoView
+pub fn ActionError<T, V>(value: V, #[prop(optional)] server_fn: Option<&'static str>) -> impl IntoView
 where
     T: Clone + Send + Sync + 'static,
     V: Get<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
 {
-    move || match value.get() {
-        Some(Err(err)) => Some(view! { <p class="error" role="alert">{err.message}</p> }),
-        _ => None,
+    let from_url = server_fn.and_then(|path| {
+        use_context::<leptos::server::ServerActionError>()
+            .filter(|error| error.path() == path)
+            .map(|error| ServerFnUrlError::<AppError>::decode_err(error.err()).message)
+    });
+    move || {
+        let message = match value.get() {
+            Some(Err(err)) => Some(err.message),
+            Some(Ok(_)) => None,
+            None => from_url.clone(),
+        };
+        message.map(|message| view! { <p class="error" role="alert">{message}</p> })
     }
 }
 
