@@ -98,4 +98,32 @@ async fn tokens_are_hashed_scoped_and_revocable(app: TestApp) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-on_both_databases!(keys_add_list_delete, tokens_are_hashed_scoped_and_revocable);
+async fn token_use_is_recorded_to_the_minute(app: TestApp) {
+    use app::db::entity::api_token;
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let ada = app.user("ada@example.org").await;
+    let secret = app.token(&ada, "read").await;
+    let script = Client::new();
+    let last_used = || async {
+        let rows = api_token::Entity::find().all(&app.db).await.unwrap();
+        rows[0].last_used_at.expect("the token was used")
+    };
+    app.get(&script, "/me", Some(&secret)).await;
+    let first = last_used().await;
+    app.get(&script, "/me", Some(&secret)).await;
+    assert_eq!(last_used().await, first, "a second call within the minute writes nothing");
+    // A minute later (moved back in the database), the next call records itself again.
+    let row = api_token::Entity::find().all(&app.db).await.unwrap().remove(0);
+    let earlier = first - chrono::TimeDelta::seconds(61);
+    let mut active: api_token::ActiveModel = row.into();
+    active.last_used_at = Set(Some(earlier));
+    active.update(&app.db).await.unwrap();
+    app.get(&script, "/me", Some(&secret)).await;
+    assert!(last_used().await > earlier + chrono::TimeDelta::seconds(30));
+}
+
+on_both_databases!(
+    keys_add_list_delete,
+    tokens_are_hashed_scoped_and_revocable,
+    token_use_is_recorded_to_the_minute
+);
