@@ -11,7 +11,8 @@ use axum::{
     routing::post,
 };
 use leptos::prelude::*;
-use leptos_axum::{LeptosRoutes, generate_route_list, handle_server_fns_with_context};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list, handle_server_fns_with_context};
+use std::sync::OnceLock;
 use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
@@ -30,7 +31,7 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
 /// Builds the whole application around `state`.
 pub fn router(state: AppState, config: &Config) -> Router {
     let options = leptos_options(config);
-    let routes = generate_route_list(App);
+    let routes = route_list();
     let context = {
         let state = state.clone();
         move || provide_context(state.clone())
@@ -69,6 +70,15 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(header("x-frame-options", "DENY"))
         .layer(header("referrer-policy", "same-origin"))
         .layer(TraceLayer::new_for_http())
+}
+
+/// The app's routes, generated once per process. Generating them runs the app with resource loading
+/// suppressed process-wide, so a page rendered meanwhile by another router in the same process (tests
+/// build one per test, in parallel) would wait forever on its first resource (leptos-rs/leptos#4773;
+/// seen here as a hung integration test).
+fn route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
 fn header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
