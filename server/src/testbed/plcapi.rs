@@ -90,68 +90,50 @@ fn text<'a>(fields: &'a std::collections::BTreeMap<String, Value>, key: &str) ->
     }
 }
 
+/// A PLCAPI method: what runs once the caller is authenticated.
+type Handler = fn(&Testbed, &Call, &mut State, &Person, f64) -> PlcResult<Value>;
+
+/// Every method the reference testbed serves. PLC answers an unknown method before it looks at the
+/// credentials, so the name is looked up here first.
+const METHODS: &[(&str, Handler)] = &[
+    ("AuthCheck", |_, call, _, _, _| call.arity(1, 1).map(|()| int(1))),
+    ("GetSession", |_, call, state, caller, now| get_session(call, state, caller, now)),
+    ("GetBootStates", |_, call, _, _, _| {
+        call.arity(1, 1).map(|()| Value::Array(BOOT_STATES.iter().map(|s| string(*s)).collect()))
+    }),
+    ("GetSites", |tb, call, state, _, _| get_sites(tb, call, state)),
+    ("GetNodes", |tb, call, state, _, now| get_nodes(tb, call, state, now)),
+    ("GetInterfaces", |tb, call, state, _, _| get_interfaces(tb, call, state)),
+    ("GetNodeTags", |tb, call, state, _, _| get_node_tags(tb, call, state)),
+    ("GetSlices", |_, call, state, caller, _| get_slices(call, state, caller)),
+    ("AddSlice", add_slice),
+    ("UpdateSlice", update_slice),
+    ("DeleteSlice", |_, call, state, caller, _| delete_slice(call, state, caller)),
+    ("AddSliceToNodes", add_slice_to_nodes),
+    ("DeleteSliceFromNodes", |_, call, state, caller, _| delete_slice_from_nodes(call, state, caller)),
+    ("AddPersonToSlice", |_, call, state, caller, _| add_person_to_slice(call, state, caller)),
+    ("GetSliceTicket", |tb, call, state, caller, now| get_slice_ticket(tb, call, state, caller, now)),
+    ("GetSlivers", |_, call, state, _, now| get_slivers(call, state, now)),
+    ("GetPersons", |_, call, state, caller, _| get_persons(call, state, caller)),
+    ("AddPerson", |_, call, state, caller, now| add_person(call, state, caller, now)),
+    ("AddPersonToSite", |tb, call, state, caller, _| add_person_to_site(tb, call, state, caller)),
+    ("AddRoleToPerson", |_, call, state, caller, _| add_role_to_person(call, state, caller)),
+    ("AddPersonKey", |_, call, state, caller, _| add_person_key(call, state, caller)),
+    ("GetKeys", |_, call, state, caller, _| get_keys(call, state, caller)),
+];
+
 /// Runs `method` for the testbed at its current time.
 pub fn call(tb: &Testbed, state: &mut State, method: &str, params: Vec<Value>) -> PlcResult<Value> {
     let call = Call { method, params };
     let now = tb.now();
-    let known = [
-        "AuthCheck",
-        "GetSession",
-        "GetBootStates",
-        "GetSites",
-        "GetNodes",
-        "GetInterfaces",
-        "GetNodeTags",
-        "GetSlices",
-        "AddSlice",
-        "UpdateSlice",
-        "DeleteSlice",
-        "AddSliceToNodes",
-        "DeleteSliceFromNodes",
-        "AddPersonToSlice",
-        "GetSliceTicket",
-        "GetSlivers",
-        "GetPersons",
-        "AddPerson",
-        "AddPersonToSite",
-        "AddRoleToPerson",
-        "AddPersonKey",
-        "GetKeys",
-    ];
-    if !known.contains(&method) {
+    let Some((_, handler)) = METHODS.iter().find(|(name, _)| *name == method) else {
         return Err(Fault::new(Code::InvalidMethod, format!("Invalid method {method}")));
-    }
+    };
     if call.params.is_empty() {
         return Err(Fault::new(Code::InvalidArgumentCount, format!("{method} needs an auth struct first")));
     }
     let caller = authenticate(state, &call.params[0], now)?;
-    match method {
-        "AuthCheck" => call.arity(1, 1).map(|()| int(1)),
-        "GetSession" => get_session(&call, state, &caller, now),
-        "GetBootStates" => {
-            call.arity(1, 1).map(|()| Value::Array(BOOT_STATES.iter().map(|s| string(*s)).collect()))
-        }
-        "GetSites" => get_sites(tb, &call, state),
-        "GetNodes" => get_nodes(tb, &call, state, now),
-        "GetInterfaces" => get_interfaces(tb, &call, state),
-        "GetNodeTags" => get_node_tags(tb, &call, state),
-        "GetSlices" => get_slices(&call, state, &caller),
-        "AddSlice" => add_slice(tb, &call, state, &caller, now),
-        "UpdateSlice" => update_slice(tb, &call, state, &caller, now),
-        "DeleteSlice" => delete_slice(&call, state, &caller),
-        "AddSliceToNodes" => add_slice_to_nodes(tb, &call, state, &caller, now),
-        "DeleteSliceFromNodes" => delete_slice_from_nodes(&call, state, &caller),
-        "AddPersonToSlice" => add_person_to_slice(&call, state, &caller),
-        "GetSliceTicket" => get_slice_ticket(tb, &call, state, &caller, now),
-        "GetSlivers" => get_slivers(&call, state, now),
-        "GetPersons" => get_persons(&call, state, &caller),
-        "AddPerson" => add_person(&call, state, &caller, now),
-        "AddPersonToSite" => add_person_to_site(tb, &call, state, &caller),
-        "AddRoleToPerson" => add_role_to_person(&call, state, &caller),
-        "AddPersonKey" => add_person_key(&call, state, &caller),
-        "GetKeys" => get_keys(&call, state, &caller),
-        _ => Err(Fault::new(Code::NotImplemented, format!("{method} is not implemented"))),
-    }
+    handler(tb, &call, state, &caller, now)
 }
 
 fn authenticate(state: &State, auth: &Value, now: f64) -> PlcResult<Person> {
