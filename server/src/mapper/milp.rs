@@ -34,8 +34,8 @@ enum Column {
 pub struct Solved {
     pub status: Status,
     pub placement: Option<Vec<usize>>,
-    pub gap: Option<f64>,
-    pub bound: Option<f64>,
+    /// HiGHS's dual bound (at least 0: every objective term is non-negative).
+    pub bound: f64,
     pub variables: usize,
     pub constraints: usize,
 }
@@ -144,20 +144,11 @@ pub fn solve(prep: &Prepared, warm: Option<&[usize]>, deadline: Instant) -> AppR
     };
     let placement = (found && status != Status::Infeasible)
         .then(|| decode(prep, &b.columns, solved.get_solution().columns()));
-    let finite = |v: f64| v.is_finite().then_some(v);
     // Every objective term is non-negative, so 0 is a valid bound when HiGHS has none yet (stopped before
-    // the root relaxation was solved) or a negative one (its presolved objective can carry an offset); the
-    // gap is then computed as HiGHS does, relative to the incumbent.
-    let raw_bound = solved.double_info_value(c"mip_dual_bound").ok().and_then(finite);
+    // the root relaxation was solved) or a negative one (its presolved objective can carry an offset).
+    let raw_bound = solved.double_info_value(c"mip_dual_bound").ok().filter(|b| b.is_finite());
     let bound = raw_bound.unwrap_or(0.0).max(0.0);
-    let gap = found.then(|| {
-        finite(solved.mip_gap()).filter(|_| raw_bound.is_some_and(|b| b >= 0.0)).unwrap_or_else(|| {
-            let incumbent = solved.objective_value();
-            if incumbent > 0.0 { (incumbent - bound) / incumbent } else { 0.0 }
-        })
-    });
-    let bound = Some(bound);
-    Ok(Solved { status, placement, gap, bound, variables, constraints })
+    Ok(Solved { status, placement, bound, variables, constraints })
 }
 
 fn add_placement_vars(prep: &Prepared, b: &mut Builder) {

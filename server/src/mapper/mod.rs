@@ -111,15 +111,9 @@ pub fn map(world: &MapWorld, topology: &Topology, policy: &Policy, time_limit_s:
         (status, Some(placement)) => {
             let terms = prep.evaluate(&placement).map_err(|e| AppError::internal(format!("mapper: {e}")))?;
             let status = if status == Status::Unknown { Status::Feasible } else { status };
-            // Narrowing's own bound holds for the original problem too (see `narrow.rs`); when it is the
-            // better one, the gap is taken against it, as HiGHS computes its own.
-            let (mut gap, mut bound) = (solved.gap, solved.bound);
-            if let Some(own) = narrowed.bound.filter(|&own| bound.is_none_or(|b| own > b)) {
-                bound = Some(own);
-                gap =
-                    Some(if terms.total > 0.0 { ((terms.total - own) / terms.total).max(0.0) } else { 0.0 });
-            }
-            placed_answer(&prep, status, &placement, terms, gap, bound, stats)
+            // Narrowing's own bound holds for the original problem too (see `narrow.rs`).
+            let bound = narrowed.bound.map_or(solved.bound, |own| own.max(solved.bound));
+            placed_answer(&prep, status, &placement, terms, bound, stats)
         }
         (_, None) => Answer { status: Status::Unknown, stats, ..infeasible(vec![], 0, start) },
     };
@@ -198,8 +192,7 @@ fn placed_answer(
     status: Status,
     placement: &[usize],
     terms: Terms,
-    gap: Option<f64>,
-    bound: Option<f64>,
+    bound: f64,
     stats: Stats,
 ) -> Answer {
     let placed = prep
@@ -228,13 +221,19 @@ fn placed_answer(
             }
         })
         .collect();
-    let gap = if status == Status::Optimal { gap.or(Some(0.0)) } else { gap };
+    // As HiGHS defines it: the distance from the placement's objective down to the bound, relative to the
+    // objective.
+    let gap = if status == Status::Optimal || terms.total <= 0.0 {
+        0.0
+    } else {
+        ((terms.total - bound) / terms.total).max(0.0)
+    };
     Answer {
         status,
         objective: Some(terms.total),
         terms: Some(terms),
-        mip_gap: gap,
-        bound,
+        mip_gap: Some(gap),
+        bound: Some(bound),
         placement: placed,
         links,
         explanation: Vec::new(),
