@@ -131,7 +131,7 @@ impl<'p, 'a> State<'p, 'a> {
         }
         let other = self.holder[j];
         if let Some(o) = other
-            && !self.prep.singles[o].cands.contains(&from)
+            && self.prep.singles[o].cands.binary_search(&from).is_err()
         {
             return None;
         }

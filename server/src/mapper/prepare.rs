@@ -28,6 +28,7 @@ pub struct Group {
 #[derive(Clone, Debug)]
 pub struct Single {
     pub vnode: usize,
+    /// World node indices, ascending (narrowing only removes).
     pub cands: Vec<usize>,
 }
 
