@@ -14,19 +14,10 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// Real time: testbed seconds are wall-clock seconds, starting at the system's now.
-    pub fn real() -> Self {
-        Self::scaled(system_now(), 1.0)
-    }
-
     /// Starts at `origin` (Unix seconds); each real second is `scale` testbed seconds.
     pub fn scaled(origin: f64, scale: f64) -> Self {
         assert!(scale > 0.0 && scale.is_finite(), "time scale must be positive");
         Self { origin_real: Instant::now(), origin, scale }
-    }
-
-    pub fn scale(&self) -> f64 {
-        self.scale
     }
 
     /// Testbed now, in Unix seconds.

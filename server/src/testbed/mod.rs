@@ -228,8 +228,7 @@ async fn plcapi_handler(AxumState(tb): AxumState<Arc<Testbed>>, body: Bytes) -> 
         Ok(call) => call,
         Err(fault) => return answer(Err(fault)),
     };
-    let tb2 = tb.clone();
-    injected(&tb, async move { tb2.plcapi(&method, params) }).await
+    injected(&tb, async { tb.plcapi(&method, params) }).await
 }
 
 async fn node_manager_handler(

@@ -10,7 +10,7 @@ use super::{
     fault::{Code, Fault, PlcResult},
     plcapi::{int, string, time},
     random,
-    state::{Sliver, Via},
+    state::Sliver,
 };
 use dxr::Value;
 use std::collections::BTreeMap;
@@ -58,11 +58,7 @@ fn ticket(tb: &Testbed, node: usize, params: &[Value]) -> PlcResult<Value> {
 
 fn authorised_slice(tb: &Testbed, node: usize, name: &str) -> PlcResult<i32> {
     let state = tb.state();
-    let slice = state
-        .slices
-        .values()
-        .find(|s| s.name == name)
-        .ok_or_else(|| Fault::invalid(format!("No such slice {name}")))?;
+    let slice = state.slice_by_name(name).ok_or_else(|| Fault::invalid(format!("No such slice {name}")))?;
     if state.slivers.contains_key(&(slice.slice_id, node)) || state.tickets.contains(&(slice.slice_id, node))
     {
         Ok(slice.slice_id)
@@ -96,16 +92,13 @@ async fn create(tb: &Testbed, node: usize, name: &str) -> PlcResult<Value> {
         ));
     }
     let now = tb.now();
-    state.slivers.insert(
-        (slice_id, node),
-        Sliver { via: Via::NodeManager, bound_at: now, ready_at: Some(now), running: true },
-    );
+    state.slivers.insert((slice_id, node), Sliver { ready_at: Some(now), running: true });
     Ok(int(1))
 }
 
 fn destroy(tb: &Testbed, node: usize, name: &str) -> PlcResult<Value> {
     let mut state = tb.state();
-    if let Some(slice) = state.slices.values().find(|s| s.name == name).map(|s| s.slice_id) {
+    if let Some(slice) = state.slice_by_name(name).map(|s| s.slice_id) {
         state.slivers.remove(&(slice, node));
     }
     Ok(int(1))
@@ -113,7 +106,7 @@ fn destroy(tb: &Testbed, node: usize, name: &str) -> PlcResult<Value> {
 
 fn set_running(tb: &Testbed, node: usize, name: &str, running: bool) -> PlcResult<Value> {
     let mut state = tb.state();
-    let slice = state.slices.values().find(|s| s.name == name).map(|s| s.slice_id);
+    let slice = state.slice_by_name(name).map(|s| s.slice_id);
     match slice.and_then(|s| state.slivers.get_mut(&(s, node))) {
         Some(sliver) => {
             sliver.running = running;
@@ -126,7 +119,7 @@ fn set_running(tb: &Testbed, node: usize, name: &str, running: bool) -> PlcResul
 fn get_record(tb: &Testbed, node: usize, name: &str) -> PlcResult<Value> {
     let state = tb.state();
     let now = tb.now();
-    let slice = state.slices.values().find(|s| s.name == name);
+    let slice = state.slice_by_name(name);
     let status = match slice.and_then(|s| state.slivers.get(&(s.slice_id, node)).map(|v| (s, v))) {
         None => "none",
         Some((s, v)) if state.sliver_ready(s.slice_id, node, now) => {

@@ -6,7 +6,7 @@ use super::{
     Testbed,
     fault::{Code, Fault, PlcResult},
     filter::{self, Row},
-    state::{Person, ROLE_ADMIN, ROLE_PI, ROLE_USER, Slice, Sliver, State, Via, role_name},
+    state::{Person, ROLE_ADMIN, ROLE_PI, ROLE_USER, Slice, Sliver, State, role_name},
 };
 use crate::testbed::random;
 use dxr::Value;
@@ -363,9 +363,7 @@ fn find_slice(state: &State, v: Option<&Value>) -> PlcResult<i32> {
     match v {
         Some(Value::Integer(id)) if state.slices.contains_key(id) => Ok(*id),
         Some(Value::String(name)) => state
-            .slices
-            .values()
-            .find(|s| &s.name == name)
+            .slice_by_name(name)
             .map(|s| s.slice_id)
             .ok_or_else(|| Fault::invalid(format!("No such slice {name}"))),
         Some(Value::Integer(id)) => Err(Fault::invalid(format!("No such slice {id}"))),
@@ -400,7 +398,12 @@ fn find_person(state: &State, v: Option<&Value>) -> PlcResult<i32> {
 
 /// PIs manage the slices of their sites; admins everything.
 fn may_manage(caller: &Person, slice: &Slice) -> bool {
-    caller.is_admin() || (caller.roles.contains(&ROLE_PI) && caller.site_ids.contains(&slice.site_id))
+    may_manage_site(caller, slice.site_id)
+}
+
+/// PIs manage their own sites; admins every site.
+fn may_manage_site(caller: &Person, site_id: i32) -> bool {
+    caller.is_admin() || (caller.roles.contains(&ROLE_PI) && caller.site_ids.contains(&site_id))
 }
 
 /// Members may also bind and unbind nodes of their slices.
@@ -427,10 +430,10 @@ fn add_slice(tb: &Testbed, call: &Call, state: &mut State, caller: &Person, now:
         .iter()
         .find(|s| s.login_base == base)
         .ok_or_else(|| Fault::invalid(format!("Invalid slice prefix {base} in {name}: no such site")))?;
-    if !(caller.is_admin() || (caller.roles.contains(&ROLE_PI) && caller.site_ids.contains(&site.site_id))) {
+    if !may_manage_site(caller, site.site_id) {
         return Err(Fault::denied(format!("Not allowed to create slices at site {base}")));
     }
-    if state.slices.values().any(|s| s.name == name) {
+    if state.slice_by_name(&name).is_some() {
         return Err(Fault::invalid(format!("Slice name {name} already in use")));
     }
     let instantiation = text(fields, "instantiation")?.unwrap_or("plc-instantiated").to_owned();
@@ -553,9 +556,7 @@ fn add_slice_to_nodes(
     }
     for node in new {
         let ready_at = tb.instantiation_delay(&slice.name, node).map(|d| now + d);
-        state
-            .slivers
-            .insert((id, node), Sliver { via: Via::Central, bound_at: now, ready_at, running: true });
+        state.slivers.insert((id, node), Sliver { ready_at, running: true });
     }
     Ok(int(1))
 }
@@ -708,7 +709,7 @@ fn add_person_to_site(tb: &Testbed, call: &Call, state: &mut State, caller: &Per
             .ok_or_else(|| Fault::invalid(format!("No such site {base}")))?,
         _ => return Err(Fault::invalid("a site is named by site_id (int) or login_base (string)")),
     };
-    if !(caller.is_admin() || (caller.roles.contains(&ROLE_PI) && caller.site_ids.contains(&site_id))) {
+    if !may_manage_site(caller, site_id) {
         return Err(Fault::denied("Not allowed to add people to this site"));
     }
     let p = state.persons.get_mut(&person).expect("found above");

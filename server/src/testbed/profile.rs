@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The defaults are the `mild` profile (a test checks the shipped file says the same).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Profile {
     pub instantiation: Instantiation,
@@ -140,20 +141,6 @@ impl Default for Api {
             timeout_delay_s: 30.0,
             generation: Generation::NodeManager,
             switch_after_s: 0.0,
-        }
-    }
-}
-
-/// The defaults are the `mild` profile (a test checks the shipped file says the same).
-impl Default for Profile {
-    fn default() -> Self {
-        Self {
-            instantiation: Instantiation::default(),
-            node_manager: NodeManager::default(),
-            churn: Churn::default(),
-            lease: Lease::default(),
-            api: Api::default(),
-            world: WorldShape::default(),
         }
     }
 }

@@ -86,20 +86,10 @@ pub struct Slice {
     pub renewals: u64,
 }
 
-/// How a sliver came to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    /// Bound through the central API; comes up by itself after a delay.
-    Central,
-    /// Created through the node manager; up as soon as `Create` returned.
-    NodeManager,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sliver {
-    pub via: Via,
-    pub bound_at: f64,
-    /// When it comes up (central path); `None`: never (a failed instantiation).
+    /// When it comes up: after a delay on the central path, at once (when `Create` returned) through the node
+    /// manager; `None`: never (a failed instantiation).
     pub ready_at: Option<f64>,
     pub running: bool,
 }
@@ -264,11 +254,17 @@ impl State {
 
     /// Expired slices lose their slivers (the record stays, and can be renewed and bound again).
     fn expire(&mut self, now: f64) {
-        let expired: Vec<i32> =
-            self.slices.values().filter(|s| s.expires <= now).map(|s| s.slice_id).collect();
-        if !expired.is_empty() {
-            self.slivers.retain(|(slice, _), _| !expired.contains(slice));
-            self.tickets.retain(|(slice, _)| !expired.contains(slice));
+        // Slivers and tickets are keyed by slice first, so each expired slice's are one key range.
+        for slice in self.slices.values().filter(|s| s.expires <= now) {
+            let range = (slice.slice_id, usize::MIN)..=(slice.slice_id, usize::MAX);
+            let slivers: Vec<_> = self.slivers.range(range.clone()).map(|(k, _)| *k).collect();
+            for key in slivers {
+                self.slivers.remove(&key);
+            }
+            let tickets: Vec<_> = self.tickets.range(range).copied().collect();
+            for key in tickets {
+                self.tickets.remove(&key);
+            }
         }
     }
 
@@ -276,12 +272,7 @@ impl State {
     pub fn sliver_ready(&self, slice: i32, node: usize, now: f64) -> bool {
         let Some(sliver) = self.slivers.get(&(slice, node)) else { return false };
         let n = &self.nodes[node];
-        n.present
-            && n.up
-            && match sliver.via {
-                Via::Central => sliver.ready_at.is_some_and(|t| t <= now),
-                Via::NodeManager => true,
-            }
+        n.present && n.up && sliver.ready_at.is_some_and(|t| t <= now)
     }
 
     /// Ready and not stopped.
@@ -301,6 +292,11 @@ impl State {
             by_node.entry(*node).or_default().push(*slice);
         }
         by_node
+    }
+
+    /// The slice called `name`.
+    pub fn slice_by_name(&self, name: &str) -> Option<&Slice> {
+        self.slices.values().find(|s| s.name == name)
     }
 
     /// The nodes `slice` has slivers on (slivers are keyed by slice first, so this is a range lookup).
