@@ -1,7 +1,7 @@
 import { defineConfig } from "@playwright/test";
 
 // The portal under test: the debug build, on a fresh SQLite database in a temporary data directory.
-// `scripts/test` builds the binary and the browser bundle (target/site) first.
+// `scripts/test` builds the browser bundle (target/site) first; the binary is the one its `cargo test` built.
 const port = Number(process.env.E2E_PORT ?? 3917);
 const dataDir = process.env.E2E_DATA_DIR ?? "../target/e2e-data";
 

@@ -1,7 +1,8 @@
 //! Experiment topologies: what a researcher asks for, before it is mapped onto testbed nodes.
 //!
-//! These types are shared by the browser (the editor validates as you type) and the server (the REST API and
-//! the mapper validate again, since nothing from a client is trusted). They therefore use only `serde` and the
+//! These types are meant to be shared by the browser (the topology editor, a later issue, will validate as
+//! you type) and the server (the REST API and the mapper validate again, since nothing from a client is
+//! trusted); today the mapper, the testbed's export and the benchmarks use them. They therefore use only `serde` and the
 //! shared error type, and compile for wasm32. [`Topology::validate`] rejects everything the mapper could not
 //! interpret: duplicate names, dangling or self links, negative or absurd values and oversized requests, each
 //! with the path of the offending field (`nodes[2].name`, `links[3].latency.tolerance`) and a message that
@@ -138,19 +139,13 @@ impl Target {
 }
 
 /// Relative weights of a link's deviations in the mapper's objective.
+/// A missing weight is 1 (the `Default`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LinkWeights {
-    #[serde(default = "one")]
     pub latency: f64,
-    #[serde(default = "one")]
     pub bandwidth: f64,
-    #[serde(default = "one")]
     pub loss: f64,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 impl Default for LinkWeights {

@@ -4,13 +4,20 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn portolan(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portolan"))
+/// A `portolan` command with only the environment given here (no `DATABASE_URL` or ports inherited).
+fn command(data_dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portolan"));
+    command
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PORTOLAN_DATA_DIR", data_dir)
-        .env("PORTOLAN_LOG", "warn")
+        .env("PORTOLAN_LOG", "warn");
+    command
+}
+
+fn portolan(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = command(data_dir, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -53,15 +60,27 @@ fn admin_commands_create_users_and_operators() {
 #[test]
 fn a_bad_setting_stops_the_start_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portolan"))
-        .arg("serve")
-        .env("PORTOLAN_DATA_DIR", dir.path())
+    // Should the check ever break, `serve` must not start for good on fixed ports: any free port, and a
+    // bounded wait that fails the test.
+    let mut child = command(dir.path(), &["serve"])
         .env("PORTOLAN_SESSION_DAYS", "forever")
+        .env("PORTOLAN_LISTEN", "127.0.0.1:0")
+        .env("PORTOLAN_TESTBED_LISTEN", "127.0.0.1:0")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let status = child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            child.kill().unwrap();
+            panic!("serve started despite a bad setting");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!status.success());
