@@ -50,6 +50,20 @@ pub enum LinkClass {
     Dsl,
 }
 
+impl LinkClass {
+    pub const ALL: [LinkClass; 4] = [Self::Internet2, Self::Commodity, Self::International, Self::Dsl];
+
+    /// Its name as JSON, node tags and sensors spell it (a test keeps it equal to serde's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Internet2 => "internet2",
+            Self::Commodity => "commodity",
+            Self::International => "international",
+            Self::Dsl => "dsl",
+        }
+    }
+}
+
 /// Which testbed nodes a virtual node may be placed on.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -451,6 +465,13 @@ mod tests {
     #[test]
     fn a_sound_topology_passes() {
         topo().validate().unwrap();
+    }
+
+    #[test]
+    fn link_class_names_are_serde_names() {
+        for class in LinkClass::ALL {
+            assert_eq!(serde_json::to_string(&class).unwrap(), format!("\"{}\"", class.as_str()));
+        }
     }
 
     #[test]

@@ -304,7 +304,7 @@ fn get_node_tags(tb: &Testbed, call: &Call, state: &State) -> PlcResult<Value> {
     for i in present(state) {
         let w = &tb.world.nodes[i];
         let mut tags = vec![
-            ("link_class", super::world::class_name(w.link_class).to_owned()),
+            ("link_class", w.link_class.as_str().to_owned()),
             ("cpu_cores", w.cpu_cores.to_string()),
             ("memory_mb", w.memory_mb.to_string()),
             ("disk_gb", w.disk_gb.to_string()),

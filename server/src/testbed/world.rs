@@ -34,16 +34,6 @@ const RTT_SLICE_2: &str = include_str!("../../data/planetlab-rtt-490/PlanetLabDa
 
 pub use app::topology::LinkClass;
 
-/// The name of a link class, as node tags and sensors spell it.
-pub fn class_name(class: LinkClass) -> &'static str {
-    match class {
-        LinkClass::Internet2 => "internet2",
-        LinkClass::Commodity => "commodity",
-        LinkClass::International => "international",
-        LinkClass::Dsl => "dsl",
-    }
-}
-
 /// The access capacity assumed when a node has no published cap, in kbit/s.
 fn default_capacity_kbps(class: LinkClass) -> f64 {
     match class {
