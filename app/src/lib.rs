@@ -1,21 +1,16 @@
-//! Portolan's shared crate: the web UI (Leptos components and routes), the server functions behind it, and
-//! the types the browser and the server share. Server-only code (database, sessions, password hashing) sits in
-//! `ssr` modules beside the server functions that use it and is compiled only with the `ssr` feature.
+//! Portolan's web UI: the Leptos pages and components, and the server functions behind them. Compiled for the
+//! browser (feature `hydrate`) and for the server (feature `ssr`). The types the browser shares live in
+//! `model`; what only the server runs (database, services, mapper, testbed client) lives in `portolan_core`,
+//! which only the `ssr` build links.
 
 pub mod accounts;
-pub mod auth;
-pub mod error;
 pub mod keys;
 pub mod pages;
 pub mod projects;
 pub mod tokens;
-pub mod topology;
 
 #[cfg(feature = "ssr")]
-pub mod audit;
-#[cfg(feature = "ssr")]
-pub mod db;
-#[cfg(feature = "ssr")]
-pub mod state;
+pub mod request;
 
+pub use model::{error, topology};
 pub use pages::{App, shell};

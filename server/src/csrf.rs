@@ -6,13 +6,13 @@
 //! with neither header come from non-browser clients (scripts with a bearer token), which carry no ambient
 //! credentials, so they pass. State changes are never served on GET: server functions are POST-only.
 
-use app::error::{AppError, ErrorCode};
 use axum::{
     extract::Request,
     http::{HeaderMap, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use model::error::{AppError, ErrorCode};
 
 pub async fn check(request: Request, next: Next) -> Response {
     if is_safe(request.method()) || same_origin(request.headers()) {

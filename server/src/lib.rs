@@ -1,14 +1,13 @@
 //! The `portolan` server: configuration, the HTTP application, the REST API, and the commands of the binary.
 
 pub mod api;
+pub mod commands;
 pub mod config;
 pub mod csrf;
-pub mod mapper;
-pub mod testbed;
 pub mod web;
 
-use app::{db, state::AppState};
 use config::Config;
+use portolan_core::{db, state::AppState};
 use std::{future::Future, time::Duration};
 use tokio::net::TcpListener;
 use tower_sessions::ExpiredDeletion;
@@ -58,7 +57,7 @@ pub async fn serve(
             }
         }
     });
-    let app = web::router(AppState { db }, config);
+    let app = web::router(AppState::new(db), config);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

@@ -28,7 +28,7 @@ enum Command {
     #[command(subcommand)]
     Admin(Admin),
     /// Run the reference testbed alone (PLCAPI at /PLCAPI/), or export its world.
-    Testbed(server::testbed::cli::TestbedArgs),
+    Testbed(reference_testbed::cli::TestbedArgs),
     /// Map a topology onto a world with the mapper and print the answer as JSON (formats: see the README).
     Map {
         /// The world: candidate nodes and measured paths (JSON).
@@ -73,11 +73,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Testbed(args) => {
             init_tracing("info");
-            server::testbed::cli::run(args).await
+            reference_testbed::cli::run(args).await
         }
         Command::Map { world, topology, policy, time_limit } => {
             init_tracing("warn");
-            println!("{}", server::mapper::cli::run(&world, &topology, policy.as_deref(), time_limit)?);
+            println!("{}", server::commands::map::run(&world, &topology, policy.as_deref(), time_limit)?);
             Ok(())
         }
         Command::Serve => serve(portal_config()?).await,
@@ -105,7 +105,7 @@ fn init_tracing(filter: &str) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let db = open_database(&config).await?;
     // Kept alive for the portal's lifetime; later issues hand it to the testbed adapter.
-    let _testbed = server::testbed::cli::embedded(&config).await?;
+    let _testbed = server::commands::embedded_testbed(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (PORTOLAN_LISTEN)", config.listen))?;
@@ -130,10 +130,10 @@ async fn run_admin(config: Config, admin: Admin) -> anyhow::Result<()> {
                 .read_line(&mut password)
                 .context("cannot read the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            app::accounts::ssr::create_user(&db, &email, &name, password, operator).await?
+            portolan_core::accounts::create_user(&db, &email, &name, password, operator).await?
         }
         Admin::MakeOperator { email, revoke } => {
-            app::accounts::ssr::set_operator(&db, &email, !revoke).await?
+            portolan_core::accounts::set_operator(&db, &email, !revoke).await?
         }
     };
     println!("{} <{}> operator={}", user.name, user.email, user.is_operator);

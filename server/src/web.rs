@@ -2,7 +2,7 @@
 //! request passes (sessions, CSRF check, body limit, security headers, tracing).
 
 use crate::{api, config::Config, csrf};
-use app::{App, db::session_store::DbSessionStore, shell, state::AppState};
+use app::{App, shell};
 use axum::{
     Router,
     body::Body,
@@ -12,6 +12,7 @@ use axum::{
 };
 use leptos::prelude::*;
 use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list, handle_server_fns_with_context};
+use portolan_core::{db::session_store::DbSessionStore, state::AppState};
 use std::sync::OnceLock;
 use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};

@@ -23,7 +23,7 @@ async fn register_then_me(app: TestApp) {
     assert_eq!(me["is_operator"], false);
     let hash: String = {
         use sea_orm::EntityTrait;
-        app::db::entity::user::Entity::find().one(&app.db).await.unwrap().unwrap().password_hash
+        portolan_core::db::entity::user::Entity::find().one(&app.db).await.unwrap().unwrap().password_hash
     };
     assert!(hash.starts_with("$argon2id$"), "passwords are hashed with argon2id");
     assert!(!hash.contains("correct horse"));
@@ -133,12 +133,12 @@ async fn forged_session_cookies_are_strangers(app: TestApp) {
 
 async fn operators_are_made_on_the_command_line(app: TestApp) {
     let browser = app.user("ops@example.org").await;
-    let user = app::accounts::ssr::set_operator(&app.db, "OPS@example.org", true).await.unwrap();
+    let user = portolan_core::accounts::set_operator(&app.db, "OPS@example.org", true).await.unwrap();
     assert!(user.is_operator);
     let (_, me) = app.get(&browser, "/me", None).await;
     assert_eq!(me["is_operator"], true);
-    let err = app::accounts::ssr::set_operator(&app.db, "nobody@example.org", true).await.unwrap_err();
-    assert_eq!(err.code, app::error::ErrorCode::NotFound);
+    let err = portolan_core::accounts::set_operator(&app.db, "nobody@example.org", true).await.unwrap_err();
+    assert_eq!(err.code, model::error::ErrorCode::NotFound);
 }
 
 on_both_databases!(

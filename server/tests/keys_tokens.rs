@@ -46,13 +46,13 @@ async fn tokens_are_hashed_scoped_and_revocable(app: TestApp) {
 
     // Stored only as a hash.
     use sea_orm::EntityTrait;
-    let rows = app::db::entity::api_token::Entity::find().all(&app.db).await.unwrap();
+    let rows = portolan_core::db::entity::api_token::Entity::find().all(&app.db).await.unwrap();
     assert_eq!(rows.len(), 2);
     for row in &rows {
         assert_ne!(row.token_hash, write);
         assert_ne!(row.token_hash, read);
     }
-    assert!(rows.iter().any(|r| r.token_hash == app::auth::hash_token(&write)));
+    assert!(rows.iter().any(|r| r.token_hash == portolan_core::auth::hash_token(&write)));
 
     let script = Client::new();
     let (status, me) = app.get(&script, "/me", Some(&write)).await;
@@ -99,7 +99,7 @@ async fn tokens_are_hashed_scoped_and_revocable(app: TestApp) {
 }
 
 async fn token_use_is_recorded_to_the_minute(app: TestApp) {
-    use app::db::entity::api_token;
+    use portolan_core::db::entity::api_token;
     use sea_orm::{ActiveModelTrait, EntityTrait, Set};
     let ada = app.user("ada@example.org").await;
     let secret = app.token(&ada, "read").await;

@@ -1,30 +1,18 @@
 //! Accounts: register, log in, log out, who am I. Operators are made with `portolan admin`.
 
 use crate::error::AppError;
-use chrono::{DateTime, Utc};
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
-#[cfg(feature = "ssr")]
-pub mod ssr;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
-pub struct UserView {
-    pub id: i32,
-    pub email: String,
-    pub name: String,
-    pub is_operator: bool,
-    pub created_at: DateTime<Utc>,
-}
+pub use model::accounts::*;
 
 #[server(prefix = "/sf", endpoint = "register")]
 pub async fn register(email: String, name: String, password: String) -> Result<UserView, AppError> {
-    use crate::{auth, error::ssr::respond, state::request};
+    use crate::request::{self, respond};
+    use portolan_core::{accounts, auth};
     respond(
         async {
             let state = request::state()?;
-            let user = ssr::register(&state.db, &email, &name, &password).await?;
+            let user = accounts::register(&state.db, &email, &name, &password).await?;
             auth::log_in(&request::session().await?, user.id).await?;
             leptos_axum::redirect("/");
             Ok(user)
@@ -35,11 +23,12 @@ pub async fn register(email: String, name: String, password: String) -> Result<U
 
 #[server(prefix = "/sf", endpoint = "login")]
 pub async fn login(email: String, password: String) -> Result<UserView, AppError> {
-    use crate::{auth, error::ssr::respond, state::request};
+    use crate::request::{self, respond};
+    use portolan_core::{accounts, auth};
     respond(
         async {
             let state = request::state()?;
-            let user = ssr::authenticate(&state.db, &email, &password).await?;
+            let user = accounts::authenticate(&state.db, &email, &password).await?;
             auth::log_in(&request::session().await?, user.id).await?;
             leptos_axum::redirect("/");
             Ok(user)
@@ -50,7 +39,8 @@ pub async fn login(email: String, password: String) -> Result<UserView, AppError
 
 #[server(prefix = "/sf", endpoint = "logout")]
 pub async fn logout() -> Result<(), AppError> {
-    use crate::{audit, auth, error::ssr::respond, state::request};
+    use crate::request::{self, respond};
+    use portolan_core::{audit, auth};
     respond(
         async {
             let state = request::state()?;
@@ -68,12 +58,13 @@ pub async fn logout() -> Result<(), AppError> {
 
 #[server(prefix = "/sf", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<UserView>, AppError> {
-    use crate::{error::ssr::respond, state::request};
+    use crate::request::{self, respond};
+    use portolan_core::accounts;
     respond(
         async {
             let state = request::state()?;
             match request::optional_caller(&state).await? {
-                Some(caller) => Ok(Some(ssr::me(&state.db, &caller).await?)),
+                Some(caller) => Ok(Some(accounts::me(&state.db, &caller).await?)),
                 None => Ok(None),
             }
         }

@@ -1,10 +1,10 @@
 use super::ApiCaller;
-use app::{
-    accounts::{UserView, ssr},
-    error::{AppError, ssr::ErrorBody},
-    state::AppState,
-};
 use axum::{Json, extract::State};
+use model::{
+    accounts::UserView,
+    error::{AppError, ssr::ErrorBody},
+};
+use portolan_core::{accounts as service, state::AppState};
 
 /// The caller's account.
 #[utoipa::path(get, path = "/api/v1/me", tag = "accounts",
@@ -13,5 +13,5 @@ pub async fn me(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
 ) -> Result<Json<UserView>, AppError> {
-    ssr::me(&state.db, &caller).await.map(Json)
+    service::me(&state.db, &caller).await.map(Json)
 }

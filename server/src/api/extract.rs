@@ -1,14 +1,14 @@
 //! Extractors whose rejections are `AppError`s, so that every API error has the same JSON shape.
 
-use app::{
-    auth::{self, Caller},
-    error::{AppError, ErrorCode},
-    state::AppState,
-};
 use axum::{
     Json,
     extract::{FromRequest, FromRequestParts, Path, Request, rejection::JsonRejection},
     http::{StatusCode, request::Parts},
+};
+use model::error::{AppError, ErrorCode};
+use portolan_core::{
+    auth::{self, Caller},
+    state::AppState,
 };
 use serde::de::DeserializeOwned;
 use tower_sessions::Session;

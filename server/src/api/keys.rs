@@ -1,10 +1,10 @@
 use super::{ApiCaller, ApiJson, ApiPath};
-use app::{
-    error::{AppError, ssr::ErrorBody},
-    keys::{KeyView, ssr},
-    state::AppState,
-};
 use axum::{Json, extract::State, http::StatusCode};
+use model::{
+    error::{AppError, ssr::ErrorBody},
+    keys::KeyView,
+};
+use portolan_core::{keys as service, state::AppState};
 use serde::Deserialize;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -20,7 +20,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
 ) -> Result<Json<Vec<KeyView>>, AppError> {
-    ssr::list(&state.db, &caller).await.map(Json)
+    service::list(&state.db, &caller).await.map(Json)
 }
 
 /// Adds an SSH public key.
@@ -31,7 +31,7 @@ pub async fn add(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<KeyView>), AppError> {
-    ssr::add(&state.db, &caller, &body.public_key).await.map(|k| (StatusCode::CREATED, Json(k)))
+    service::add(&state.db, &caller, &body.public_key).await.map(|k| (StatusCode::CREATED, Json(k)))
 }
 
 /// Deletes one of the caller's keys.
@@ -42,5 +42,5 @@ pub async fn delete(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<StatusCode, AppError> {
-    ssr::delete(&state.db, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
+    service::delete(&state.db, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
 }

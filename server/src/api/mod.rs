@@ -10,8 +10,8 @@ mod tokens;
 
 pub use extract::{ApiCaller, ApiJson, ApiPath};
 
-use app::state::AppState;
 use axum::{Json, Router, routing::get};
+use portolan_core::state::AppState;
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -68,6 +68,6 @@ pub fn router(state: AppState) -> Router {
         .route("/keys/{id}", axum::routing::delete(keys::delete))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
-        .fallback(|| async { app::error::AppError::not_found("API route") })
+        .fallback(|| async { model::error::AppError::not_found("API route") })
         .with_state(state)
 }

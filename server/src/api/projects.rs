@@ -1,10 +1,10 @@
 use super::{ApiCaller, ApiJson, ApiPath};
-use app::{
-    error::{AppError, ssr::ErrorBody},
-    projects::{JoinRequestView, MemberView, ProjectDetail, ProjectView, ssr},
-    state::AppState,
-};
 use axum::{Json, extract::State, http::StatusCode};
+use model::{
+    error::{AppError, ssr::ErrorBody},
+    projects::{JoinRequestView, MemberView, ProjectDetail, ProjectView},
+};
+use portolan_core::{projects as service, state::AppState};
 use serde::Deserialize;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -28,7 +28,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
 ) -> Result<Json<Vec<ProjectView>>, AppError> {
-    ssr::list(&state.db, &caller).await.map(Json)
+    service::list(&state.db, &caller).await.map(Json)
 }
 
 /// Starts a project led by the caller.
@@ -39,7 +39,7 @@ pub async fn create(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<NewProject>,
 ) -> Result<(StatusCode, Json<ProjectView>), AppError> {
-    ssr::create(&state.db, &caller, &body.name, &body.description)
+    service::create(&state.db, &caller, &body.name, &body.description)
         .await
         .map(|p| (StatusCode::CREATED, Json(p)))
 }
@@ -52,7 +52,7 @@ pub async fn get(
     ApiCaller(caller): ApiCaller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ProjectDetail>, AppError> {
-    ssr::detail(&state.db, &caller, &name).await.map(Json)
+    service::detail(&state.db, &caller, &name).await.map(Json)
 }
 
 /// A project's members.
@@ -63,7 +63,7 @@ pub async fn members(
     ApiCaller(caller): ApiCaller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Vec<MemberView>>, AppError> {
-    ssr::detail(&state.db, &caller, &name).await.map(|d| Json(d.members))
+    service::detail(&state.db, &caller, &name).await.map(|d| Json(d.members))
 }
 
 /// Pending join requests of a project (leaders and operators).
@@ -74,7 +74,7 @@ pub async fn join_requests(
     ApiCaller(caller): ApiCaller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Vec<JoinRequestView>>, AppError> {
-    ssr::pending_requests(&state.db, &caller, &name).await.map(Json)
+    service::pending_requests(&state.db, &caller, &name).await.map(Json)
 }
 
 /// Asks to join a project.
@@ -87,7 +87,9 @@ pub async fn ask_to_join(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<JoinRequest>,
 ) -> Result<(StatusCode, Json<JoinRequestView>), AppError> {
-    ssr::request_join(&state.db, &caller, &name, &body.message).await.map(|r| (StatusCode::CREATED, Json(r)))
+    service::request_join(&state.db, &caller, &name, &body.message)
+        .await
+        .map(|r| (StatusCode::CREATED, Json(r)))
 }
 
 /// Approves a join request (project leaders and operators).
@@ -98,7 +100,7 @@ pub async fn approve(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<Json<JoinRequestView>, AppError> {
-    ssr::decide(&state.db, &caller, id, true).await.map(Json)
+    service::decide(&state.db, &caller, id, true).await.map(Json)
 }
 
 /// Rejects a join request (project leaders and operators).
@@ -109,5 +111,5 @@ pub async fn reject(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<Json<JoinRequestView>, AppError> {
-    ssr::decide(&state.db, &caller, id, false).await.map(Json)
+    service::decide(&state.db, &caller, id, false).await.map(Json)
 }

@@ -1,11 +1,10 @@
 use super::{ApiCaller, ApiJson, ApiPath};
-use app::{
-    auth::Scope,
-    error::{AppError, ssr::ErrorBody},
-    state::AppState,
-    tokens::{NewToken, TokenView, ssr},
-};
 use axum::{Json, extract::State, http::StatusCode};
+use model::{
+    error::{AppError, ssr::ErrorBody},
+    tokens::{NewToken, Scope, TokenView},
+};
+use portolan_core::{state::AppState, tokens as service};
 use serde::Deserialize;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -21,7 +20,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
 ) -> Result<Json<Vec<TokenView>>, AppError> {
-    ssr::list(&state.db, &caller).await.map(Json)
+    service::list(&state.db, &caller).await.map(Json)
 }
 
 /// Creates a token. Needs a browser session: a token can never create a token.
@@ -32,7 +31,7 @@ pub async fn create(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<(StatusCode, Json<NewToken>), AppError> {
-    ssr::create(&state.db, &caller, &body.name, body.scope).await.map(|t| (StatusCode::CREATED, Json(t)))
+    service::create(&state.db, &caller, &body.name, body.scope).await.map(|t| (StatusCode::CREATED, Json(t)))
 }
 
 /// Revokes a token; revoking a revoked token is a no-op.
@@ -43,5 +42,5 @@ pub async fn revoke(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<StatusCode, AppError> {
-    ssr::revoke(&state.db, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
+    service::revoke(&state.db, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,157 @@
+//! Who is calling: a browser session or an API token, resolved to a [`Caller`] that every service function
+//! takes, so that authorization is decided in the service layer, the same for the UI and the REST API.
+
+use crate::db::entity::{api_token, user};
+use crate::error::{AppError, AppResult};
+use argon2::{
+    Argon2,
+    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
+};
+use axum::http::{HeaderMap, header::AUTHORIZATION};
+use model::tokens::Scope;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sha2::{Digest, Sha256};
+use tower_sessions::Session;
+
+/// The session key under which the logged-in user's id is kept.
+pub const SESSION_USER_KEY: &str = "user_id";
+/// Every API token starts with this, so that leaked tokens are easy to scan for.
+pub const TOKEN_PREFIX: &str = "ptl_";
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    Session,
+    Token { id: i32, scope: Scope },
+}
+
+/// An authenticated caller, as every service function sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: i32,
+    pub operator: bool,
+    pub via: Via,
+}
+
+impl Caller {
+    /// Refuses read-only tokens.
+    pub fn require_write(&self) -> AppResult<()> {
+        match self.via {
+            Via::Token { scope: Scope::Read, .. } => Err(AppError::forbidden("this API token is read-only")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses tokens altogether (e.g. for creating tokens).
+    pub fn require_session(&self) -> AppResult<()> {
+        match self.via {
+            Via::Session => Ok(()),
+            Via::Token { .. } => {
+                Err(AppError::forbidden("this action needs a logged-in session, not an API token"))
+            }
+        }
+    }
+}
+
+pub fn hash_password(password: &str) -> AppResult<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(AppError::internal)
+}
+
+pub fn verify_password(password: &str, stored_hash: &str) -> bool {
+    PasswordHash::new(stored_hash)
+        .map(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+        .unwrap_or(false)
+}
+
+/// A new random API token (shown once) and the hash that is stored.
+pub fn new_token() -> (String, String) {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+/// How stale a token's `last_used_at` may get before a call updates it.
+const LAST_USED_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Tokens carry 256 random bits, so a plain SHA-256 is enough to store them safely (no salt or slow hash
+/// needed, unlike passwords), and lets the lookup be an indexed equality.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+async fn user_caller(db: &DatabaseConnection, user_id: i32, via: Via) -> AppResult<Option<Caller>> {
+    Ok(user::Entity::find_by_id(user_id).one(db).await?.map(|u| Caller {
+        user_id: u.id,
+        operator: u.is_operator,
+        via,
+    }))
+}
+
+/// The caller behind a `Authorization: Bearer …` header, if it holds a live token.
+pub async fn caller_from_token(db: &DatabaseConnection, token: &str) -> AppResult<Option<Caller>> {
+    let Some(row) = api_token::Entity::find()
+        .filter(api_token::Column::TokenHash.eq(hash_token(token)))
+        .filter(api_token::Column::RevokedAt.is_null())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let scope = Scope::parse(&row.scopes).unwrap_or(Scope::Read);
+    let (id, user_id) = (row.id, row.user_id);
+    // "Last used" is shown to a minute: a script calling in a loop must not cost a write per call.
+    let now = chrono::Utc::now();
+    if row.last_used_at.is_none_or(|at| now - at >= LAST_USED_RESOLUTION) {
+        let mut active: api_token::ActiveModel = row.into();
+        active.last_used_at = Set(Some(now));
+        active.update(db).await?;
+    }
+    user_caller(db, user_id, Via::Token { id, scope }).await
+}
+
+pub async fn caller_from_session(db: &DatabaseConnection, session: &Session) -> AppResult<Option<Caller>> {
+    let user_id: Option<i32> = session.get(SESSION_USER_KEY).await.map_err(AppError::internal)?;
+    match user_id {
+        Some(id) => user_caller(db, id, Via::Session).await,
+        None => Ok(None),
+    }
+}
+
+/// Resolves the caller: a bearer token wins over a session cookie; a present but bad token is refused
+/// rather than silently falling back to the cookie.
+pub async fn caller(
+    db: &DatabaseConnection,
+    headers: &HeaderMap,
+    session: Option<&Session>,
+) -> AppResult<Caller> {
+    if let Some(value) = headers.get(AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(AppError::unauthenticated)?;
+        return caller_from_token(db, token).await?.ok_or_else(AppError::unauthenticated);
+    }
+    match session {
+        Some(session) => caller_from_session(db, session).await?.ok_or_else(AppError::unauthenticated),
+        None => Err(AppError::unauthenticated()),
+    }
+}
+
+/// Logs `user_id` in on `session`, with a fresh session id (defeats session fixation).
+pub async fn log_in(session: &Session, user_id: i32) -> AppResult<()> {
+    session.cycle_id().await.map_err(AppError::internal)?;
+    session.insert(SESSION_USER_KEY, user_id).await.map_err(AppError::internal)
+}
+
+pub async fn log_out(session: &Session) -> AppResult<()> {
+    session.flush().await.map_err(AppError::internal)
+}

@@ -1,0 +1,331 @@
+//! Storage and rules for projects, memberships and join requests. Every SQL statement about them is here,
+//! and every read goes through [`visible`], which scopes it to the caller.
+
+use crate::audit;
+use crate::auth::Caller;
+use crate::db::entity::{join_request, membership, project, user};
+use crate::error::{AppError, AppResult};
+use model::projects::{
+    JoinRequestView, MemberView, ProjectDetail, ProjectView, RequestStatus, Role, validate_name,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
+    TransactionTrait,
+};
+use serde_json::json;
+use std::collections::HashMap;
+
+fn view(p: project::Model, my_role: Option<Role>) -> ProjectView {
+    ProjectView { id: p.id, name: p.name, description: p.description, created_at: p.created_at, my_role }
+}
+
+fn status_of(text: &str) -> RequestStatus {
+    match text {
+        "approved" => RequestStatus::Approved,
+        "rejected" => RequestStatus::Rejected,
+        _ => RequestStatus::Pending,
+    }
+}
+
+async fn role_of(db: &DatabaseConnection, project_id: i32, user_id: i32) -> AppResult<Option<Role>> {
+    Ok(membership::Entity::find_by_id((project_id, user_id))
+        .one(db)
+        .await?
+        .and_then(|m| Role::parse(&m.role)))
+}
+
+/// The project called `name` if the caller may see it (member or operator), with the caller's role.
+/// Anything else is `not_found`, so that names of other projects do not leak through this path.
+pub async fn visible(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    name: &str,
+) -> AppResult<(project::Model, Option<Role>)> {
+    let not_found = || AppError::not_found(format!("project {name}"));
+    let project = project::Entity::find()
+        .filter(project::Column::Name.eq(name))
+        .one(db)
+        .await?
+        .ok_or_else(not_found)?;
+    let role = role_of(db, project.id, caller.user_id).await?;
+    if role.is_none() && !caller.operator {
+        return Err(not_found());
+    }
+    Ok((project, role))
+}
+
+/// The caller's projects; operators get every project.
+pub async fn list(db: &DatabaseConnection, caller: &Caller) -> AppResult<Vec<ProjectView>> {
+    let roles: HashMap<i32, Role> = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(caller.user_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|m| Role::parse(&m.role).map(|r| (m.project_id, r)))
+        .collect();
+    let mut query = project::Entity::find().order_by_asc(project::Column::Name);
+    if !caller.operator {
+        query = query.filter(project::Column::Id.is_in(roles.keys().copied()));
+    }
+    Ok(query
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|p| {
+            let r = roles.get(&p.id).copied();
+            view(p, r)
+        })
+        .collect())
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    name: &str,
+    description: &str,
+) -> AppResult<ProjectView> {
+    caller.require_write()?;
+    let name = name.trim();
+    validate_name(name)?;
+    let description = description.trim();
+    if description.chars().count() > 1000 {
+        return Err(AppError::invalid("description", "the description may have at most 1000 characters"));
+    }
+    let now = chrono::Utc::now();
+    let txn = db.begin().await?;
+    let project = project::ActiveModel {
+        name: Set(name.to_owned()),
+        description: Set(description.to_owned()),
+        created_by: Set(caller.user_id),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => {
+            AppError::invalid("name", format!("a project called {name} exists already"))
+        }
+        _ => e.into(),
+    })?;
+    membership::ActiveModel {
+        project_id: Set(project.id),
+        user_id: Set(caller.user_id),
+        role: Set(Role::Leader.as_str().to_owned()),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    audit::record(&txn, Some(caller.user_id), "project.create", name, json!({})).await?;
+    txn.commit().await?;
+    Ok(view(project, Some(Role::Leader)))
+}
+
+pub async fn detail(db: &DatabaseConnection, caller: &Caller, name: &str) -> AppResult<ProjectDetail> {
+    let (project, role) = visible(db, caller, name).await?;
+    let members = members(db, project.id).await?;
+    let requests = if role == Some(Role::Leader) || caller.operator {
+        requests_of(db, Some(project.id), None, true).await?
+    } else {
+        Vec::new()
+    };
+    Ok(ProjectDetail { project: view(project, role), members, requests })
+}
+
+/// Members of a project with their names and emails (two indexed queries).
+pub async fn members(db: &DatabaseConnection, project_id: i32) -> AppResult<Vec<MemberView>> {
+    let memberships = membership::Entity::find()
+        .filter(membership::Column::ProjectId.eq(project_id))
+        .order_by_asc(membership::Column::CreatedAt)
+        .all(db)
+        .await?;
+    let users = users_by_id(db, memberships.iter().map(|m| m.user_id)).await?;
+    Ok(memberships
+        .into_iter()
+        .filter_map(|m| {
+            let u = users.get(&m.user_id)?;
+            Some(MemberView {
+                user_id: u.id,
+                name: u.name.clone(),
+                email: u.email.clone(),
+                role: Role::parse(&m.role)?,
+                joined_at: m.created_at,
+            })
+        })
+        .collect())
+}
+
+async fn users_by_id(
+    db: &DatabaseConnection,
+    ids: impl Iterator<Item = i32>,
+) -> AppResult<HashMap<i32, user::Model>> {
+    let ids: Vec<i32> = ids.collect();
+    Ok(user::Entity::find()
+        .filter(user::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect())
+}
+
+/// Join requests filtered by project and/or requesting user.
+async fn requests_of(
+    db: &DatabaseConnection,
+    project_id: Option<i32>,
+    user_id: Option<i32>,
+    pending_only: bool,
+) -> AppResult<Vec<JoinRequestView>> {
+    let mut query = join_request::Entity::find().order_by_asc(join_request::Column::Id);
+    if let Some(p) = project_id {
+        query = query.filter(join_request::Column::ProjectId.eq(p));
+    }
+    if let Some(u) = user_id {
+        query = query.filter(join_request::Column::UserId.eq(u));
+    }
+    if pending_only {
+        query = query.filter(join_request::Column::Status.eq("pending"));
+    }
+    let rows = query.all(db).await?;
+    let users = users_by_id(db, rows.iter().map(|r| r.user_id)).await?;
+    let projects: HashMap<i32, String> = project::Entity::find()
+        .filter(project::Column::Id.is_in(rows.iter().map(|r| r.project_id).collect::<Vec<_>>()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p.name))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let u = users.get(&r.user_id)?;
+            Some(JoinRequestView {
+                id: r.id,
+                project: projects.get(&r.project_id)?.clone(),
+                user_id: u.id,
+                user_name: u.name.clone(),
+                user_email: u.email.clone(),
+                message: r.message,
+                status: status_of(&r.status),
+                created_at: r.created_at,
+            })
+        })
+        .collect())
+}
+
+pub async fn my_requests(db: &DatabaseConnection, caller: &Caller) -> AppResult<Vec<JoinRequestView>> {
+    requests_of(db, None, Some(caller.user_id), false).await
+}
+
+/// Pending requests of a project, for its leaders and operators.
+pub async fn pending_requests(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    name: &str,
+) -> AppResult<Vec<JoinRequestView>> {
+    let (project, role) = visible(db, caller, name).await?;
+    if role != Some(Role::Leader) && !caller.operator {
+        return Err(AppError::forbidden("only the project's leaders see its join requests"));
+    }
+    requests_of(db, Some(project.id), None, true).await
+}
+
+/// Asks to join the project called `name`. Knowing a project's name is what lets one ask.
+pub async fn request_join(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    name: &str,
+    message: &str,
+) -> AppResult<JoinRequestView> {
+    caller.require_write()?;
+    let name = name.trim();
+    let message = message.trim();
+    if message.chars().count() > 1000 {
+        return Err(AppError::invalid("message", "the message may have at most 1000 characters"));
+    }
+    let project = project::Entity::find()
+        .filter(project::Column::Name.eq(name))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::invalid("project", format!("no project is called {name}")))?;
+    if role_of(db, project.id, caller.user_id).await?.is_some() {
+        return Err(AppError::conflict(format!("you are a member of {name} already")));
+    }
+    let pending = join_request::Entity::find()
+        .filter(join_request::Column::ProjectId.eq(project.id))
+        .filter(join_request::Column::UserId.eq(caller.user_id))
+        .filter(join_request::Column::Status.eq("pending"))
+        .one(db)
+        .await?;
+    if pending.is_some() {
+        return Err(AppError::conflict(format!("you have asked to join {name} already")));
+    }
+    let row = join_request::ActiveModel {
+        project_id: Set(project.id),
+        user_id: Set(caller.user_id),
+        message: Set(message.to_owned()),
+        status: Set("pending".to_owned()),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    audit::record(db, Some(caller.user_id), "project.join_request", name, json!({ "request": row.id }))
+        .await?;
+    let mut views = requests_of(db, Some(project.id), Some(caller.user_id), true).await?;
+    views.pop().ok_or_else(|| AppError::internal("join request vanished after insert"))
+}
+
+/// A leader (or operator) approves or rejects a pending request; approval makes the user a member.
+pub async fn decide(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i32,
+    approve: bool,
+) -> AppResult<JoinRequestView> {
+    caller.require_write()?;
+    let not_found = || AppError::not_found(format!("join request {id}"));
+    let request = join_request::Entity::find_by_id(id).one(db).await?.ok_or_else(not_found)?;
+    let role = role_of(db, request.project_id, caller.user_id).await?;
+    if role != Some(Role::Leader) && !caller.operator {
+        // Members and outsiders alike: do not confirm that the request exists.
+        return Err(if role.is_some() {
+            AppError::forbidden("only the project's leaders decide join requests")
+        } else {
+            not_found()
+        });
+    }
+    if request.status != "pending" {
+        return Err(AppError::conflict(format!("join request {id} was {} already", request.status)));
+    }
+    let now = chrono::Utc::now();
+    let (project_id, user_id) = (request.project_id, request.user_id);
+    let txn = db.begin().await?;
+    let mut active: join_request::ActiveModel = request.into();
+    active.status = Set(if approve { "approved" } else { "rejected" }.to_owned());
+    active.decided_by = Set(Some(caller.user_id));
+    active.decided_at = Set(Some(now));
+    active.update(&txn).await?;
+    if approve && membership::Entity::find_by_id((project_id, user_id)).one(&txn).await?.is_none() {
+        membership::ActiveModel {
+            project_id: Set(project_id),
+            user_id: Set(user_id),
+            role: Set(Role::Member.as_str().to_owned()),
+            created_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+    }
+    audit::record(
+        &txn,
+        Some(caller.user_id),
+        "project.join_decision",
+        &id.to_string(),
+        json!({ "approve": approve }),
+    )
+    .await?;
+    txn.commit().await?;
+    let mut views = requests_of(db, Some(project_id), Some(user_id), false).await?;
+    views.retain(|v| v.id == id);
+    views.pop().ok_or_else(not_found)
+}

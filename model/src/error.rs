@@ -1,0 +1,152 @@
+//! The one error type of Portolan's service layer, shared by the browser and the server.
+//!
+//! Every failure a caller can see is an [`AppError`]: a stable machine-readable [`ErrorCode`], a message meant
+//! for people, and, for bad input, the field it is about. The server turns it into an HTTP response in exactly
+//! one place (`impl IntoResponse` below, used by the REST API and, through [`ssr::respond`], by server
+//! functions). Unexpected failures become `internal` with a generic message; their detail goes only to the log.
+
+use serde::{Deserialize, Serialize};
+use server_fn::{
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub enum ErrorCode {
+    /// The request is malformed or a field is invalid (400).
+    InvalidInput,
+    /// No valid session or token (401).
+    Unauthenticated,
+    /// Authenticated, but not allowed (403).
+    Forbidden,
+    /// No such thing, or not visible to the caller (404).
+    NotFound,
+    /// The request conflicts with what is stored, e.g. a duplicate name (409).
+    Conflict,
+    /// The body is larger than allowed (413).
+    TooLarge,
+    /// A dependency is overloaded, e.g. the database pool is exhausted (503).
+    Unavailable,
+    /// Anything unexpected (500); details are in the server log only.
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AppError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// For `invalid_input`: the name of the offending field, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), field: None }
+    }
+
+    /// Bad input in one named field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self { code: ErrorCode::InvalidInput, message: message.into(), field: Some(field.to_owned()) }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidInput, message)
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(ErrorCode::Unauthenticated, "log in or present a valid API token")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, message)
+    }
+
+    /// An unexpected failure: the detail is logged (on the server) and never sent to the client.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        #[cfg(feature = "ssr")]
+        tracing::error!(detail = %detail, "internal error");
+        #[cfg(not(feature = "ssr"))]
+        let _ = detail;
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Args(m) => Self::bad_request(format!("bad arguments: {m}")),
+            ServerFnErrorErr::MissingArg(m) => Self::bad_request(format!("missing argument {m}")),
+            ServerFnErrorErr::Request(m) => {
+                Self::new(ErrorCode::Unavailable, format!("could not reach the server: {m}"))
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use super::{AppError, ErrorCode};
+    use axum::{
+        Json,
+        http::StatusCode,
+        response::{IntoResponse, Response},
+    };
+    use sea_orm::DbErr;
+
+    impl ErrorCode {
+        pub fn status(self) -> StatusCode {
+            match self {
+                ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
+                ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+                ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                ErrorCode::NotFound => StatusCode::NOT_FOUND,
+                ErrorCode::Conflict => StatusCode::CONFLICT,
+                ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            }
+        }
+    }
+
+    impl From<DbErr> for AppError {
+        fn from(err: DbErr) -> Self {
+            match err {
+                DbErr::ConnectionAcquire(e) => {
+                    tracing::warn!(error = %e, "database pool exhausted");
+                    AppError::new(ErrorCode::Unavailable, "the database is busy; try again shortly")
+                }
+                other => AppError::internal(other),
+            }
+        }
+    }
+
+    /// The JSON body of every error: `{ "error": { "code", "message", "field"? } }`.
+    #[derive(serde::Serialize, utoipa::ToSchema)]
+    pub struct ErrorBody {
+        pub error: AppError,
+    }
+
+    impl IntoResponse for AppError {
+        fn into_response(self) -> Response {
+            (self.code.status(), Json(ErrorBody { error: self })).into_response()
+        }
+    }
+}

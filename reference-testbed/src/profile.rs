@@ -1,0 +1,243 @@
+//! The testbed's behaviour: how slow and how unreliable it is. A profile is a TOML file; every knob has a
+//! default (the `mild` profile), and every random draw made under it comes from the one seed.
+//!
+//! Shipped profiles (`server/profiles/`): `mild` (the embedded demo: most things work, quickly), `paper`
+//! (what the Emulab/PlanetLab paper reported: an hour-long asynchronous guarantee, a synchronous create that fails
+//! 23% of the time and takes 1–15 minutes, steady churn) and `harsh` (for tests: everything fails often).
+
+use serde::{Deserialize, Serialize};
+
+/// The defaults are the `mild` profile (a test checks the shipped file says the same).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Profile {
+    pub instantiation: Instantiation,
+    pub node_manager: NodeManager,
+    pub churn: Churn,
+    pub lease: Lease,
+    pub api: Api,
+    pub world: WorldShape,
+}
+
+/// The asynchronous path: after `AddSliceToNodes`, a sliver comes up after a long-tailed delay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Instantiation {
+    /// Median delay, testbed seconds (log-normal).
+    pub median_s: f64,
+    /// Log-normal shape: larger means a longer tail.
+    pub sigma: f64,
+    /// The testbed's guarantee: no sliver takes longer (PlanetLab promised an hour).
+    pub max_s: f64,
+    /// Chance that a sliver never comes up on an otherwise healthy node.
+    pub fail_probability: f64,
+}
+
+/// The synchronous path through a node's manager (`Create`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeManager {
+    pub create_fail_probability: f64,
+    pub create_min_s: f64,
+    pub create_max_s: f64,
+}
+
+/// Node churn, as rates per node per testbed hour, applied in steps of `step_s`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Churn {
+    pub step_s: f64,
+    /// A booted node goes down (boot state `dbg`, stops answering).
+    pub down_per_hour: f64,
+    /// A down node comes back.
+    pub up_per_hour: f64,
+    /// A node leaves the testbed (gone from `GetNodes`).
+    pub leave_per_hour: f64,
+    /// A node that left comes back (often with a new identity).
+    pub join_per_hour: f64,
+    /// A node's IP, hostname or node id (sometimes several) change.
+    pub identity_change_per_hour: f64,
+    /// Fraction of nodes down at start.
+    pub initially_down: f64,
+}
+
+/// Lease renewals: how often the testbed grants less than asked, and by how much.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lease {
+    pub skew_probability: f64,
+    pub skew_max_hours: f64,
+}
+
+/// API-level faults and the API generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Api {
+    /// Chance per call of an XML-RPC fault (code 106, a database error) instead of an answer.
+    pub fault_probability: f64,
+    /// Chance per call of an HTTP 503.
+    pub http_5xx_probability: f64,
+    /// Chance per call that the answer is held back for `timeout_delay_s` real seconds.
+    pub timeout_probability: f64,
+    pub timeout_delay_s: f64,
+    /// `node-manager` (both paths) or `async-only` (no node managers: the older generation).
+    pub generation: Generation,
+    /// After this many testbed seconds, switch to the other generation (0: never).
+    pub switch_after_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Generation {
+    AsyncOnly,
+    NodeManager,
+}
+
+/// Which world: the real PlanetLab one (`nodes = 0`) or a generated one of `nodes` nodes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorldShape {
+    pub nodes: usize,
+}
+
+impl Default for Instantiation {
+    fn default() -> Self {
+        Self { median_s: 60.0, sigma: 1.0, max_s: 3600.0, fail_probability: 0.01 }
+    }
+}
+
+impl Default for NodeManager {
+    fn default() -> Self {
+        Self { create_fail_probability: 0.05, create_min_s: 20.0, create_max_s: 120.0 }
+    }
+}
+
+impl Default for Churn {
+    fn default() -> Self {
+        Self {
+            step_s: 300.0,
+            down_per_hour: 0.001,
+            up_per_hour: 0.2,
+            leave_per_hour: 0.0001,
+            join_per_hour: 0.05,
+            identity_change_per_hour: 0.0002,
+            initially_down: 0.05,
+        }
+    }
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Self { skew_probability: 0.05, skew_max_hours: 24.0 }
+    }
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self {
+            fault_probability: 0.0,
+            http_5xx_probability: 0.0,
+            timeout_probability: 0.0,
+            timeout_delay_s: 30.0,
+            generation: Generation::NodeManager,
+            switch_after_s: 0.0,
+        }
+    }
+}
+
+const MILD: &str = include_str!("../profiles/mild.toml");
+const PAPER: &str = include_str!("../profiles/paper.toml");
+const HARSH: &str = include_str!("../profiles/harsh.toml");
+
+impl Profile {
+    pub fn mild() -> Self {
+        Self::parse(MILD).expect("the shipped mild profile parses")
+    }
+
+    pub fn paper() -> Self {
+        Self::parse(PAPER).expect("the shipped paper profile parses")
+    }
+
+    pub fn harsh() -> Self {
+        Self::parse(HARSH).expect("the shipped harsh profile parses")
+    }
+
+    /// A shipped profile by name, or a TOML file by path.
+    pub fn load(name_or_path: &str) -> Result<Self, String> {
+        match name_or_path {
+            "mild" => Ok(Self::mild()),
+            "paper" => Ok(Self::paper()),
+            "harsh" => Ok(Self::harsh()),
+            path => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| format!("cannot read profile {path}: {e}"))?;
+                Self::parse(&text).map_err(|e| format!("profile {path}: {e}"))
+            }
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let profile: Profile = toml::from_str(text).map_err(|e| e.to_string())?;
+        profile.validate()?;
+        Ok(profile)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let probabilities = [
+            ("instantiation.fail_probability", self.instantiation.fail_probability),
+            ("node_manager.create_fail_probability", self.node_manager.create_fail_probability),
+            ("lease.skew_probability", self.lease.skew_probability),
+            ("api.fault_probability", self.api.fault_probability),
+            ("api.http_5xx_probability", self.api.http_5xx_probability),
+            ("api.timeout_probability", self.api.timeout_probability),
+            ("churn.initially_down", self.churn.initially_down),
+        ];
+        for (name, p) in probabilities {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{name} must be a probability from 0 to 1, not {p}"));
+            }
+        }
+        let durations = [
+            ("instantiation.median_s", self.instantiation.median_s),
+            ("instantiation.max_s", self.instantiation.max_s),
+            ("node_manager.create_min_s", self.node_manager.create_min_s),
+            ("churn.step_s", self.churn.step_s),
+        ];
+        for (name, d) in durations {
+            if !(d > 0.0 && d.is_finite()) {
+                return Err(format!("{name} must be a positive number of seconds, not {d}"));
+            }
+        }
+        if self.node_manager.create_max_s < self.node_manager.create_min_s {
+            return Err("node_manager.create_max_s must be at least create_min_s".to_owned());
+        }
+        if self.instantiation.sigma < 0.0 {
+            return Err("instantiation.sigma must not be negative".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_profiles_parse_and_differ() {
+        let (mild, paper, harsh) = (Profile::mild(), Profile::paper(), Profile::harsh());
+        assert_eq!(mild, Profile::default());
+        assert!((paper.node_manager.create_fail_probability - 0.23).abs() < 1e-9);
+        assert_eq!(paper.instantiation.max_s, 3600.0);
+        assert!(harsh.api.fault_probability > mild.api.fault_probability);
+    }
+
+    #[test]
+    fn bad_profiles_name_the_knob() {
+        let err = Profile::parse("[api]\nfault_probability = 2\n").unwrap_err();
+        assert!(err.contains("api.fault_probability"), "{err}");
+        let err = Profile::parse("[api]\nfault_probabilty = 0.1\n").unwrap_err();
+        assert!(err.contains("fault_probabilty"), "{err}");
+        let err = Profile::load("/no/such/profile.toml").unwrap_err();
+        assert!(err.contains("/no/such/profile.toml"), "{err}");
+    }
+}

@@ -1,0 +1,550 @@
+//! The reference testbed over real HTTP and XML-RPC: every PLCAPI method, filter form and fault, the node
+//! manager, the sensor feed, fault injection and determinism.
+
+use dxr::{FaultResponse, MethodCall, MethodResponse, Value};
+use reference_testbed::{
+    Injected, Settings, Testbed,
+    clock::Clock,
+    profile::{Generation, Profile},
+};
+use std::{sync::Arc, time::Duration};
+
+const ADMIN: (&str, &str) = ("admin@plc.test", "adminpw");
+
+struct Plc {
+    url: String,
+    tb: Arc<Testbed>,
+    http: reqwest::Client,
+}
+
+fn s(text: &str) -> Value {
+    Value::String(text.to_owned())
+}
+
+fn i(n: i32) -> Value {
+    Value::Integer(n)
+}
+
+fn st(pairs: &[(&str, Value)]) -> Value {
+    Value::Struct(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+}
+
+fn auth(email: &str, password: &str) -> Value {
+    st(&[("AuthMethod", s("password")), ("Username", s(email)), ("AuthString", s(password))])
+}
+
+fn admin() -> Value {
+    auth(ADMIN.0, ADMIN.1)
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
+    match v {
+        Value::Struct(m) => m.get(name).unwrap_or_else(|| panic!("no field {name} in {v:?}")),
+        _ => panic!("not a struct: {v:?}"),
+    }
+}
+
+fn list(v: &Value) -> &Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        _ => panic!("not an array: {v:?}"),
+    }
+}
+
+fn int(v: &Value) -> i32 {
+    match v {
+        Value::Integer(n) => *n,
+        _ => panic!("not an int: {v:?}"),
+    }
+}
+
+fn text(v: &Value) -> &str {
+    match v {
+        Value::String(t) => t,
+        _ => panic!("not a string: {v:?}"),
+    }
+}
+
+fn quiet(profile: &mut Profile) {
+    profile.api.fault_probability = 0.0;
+    profile.api.http_5xx_probability = 0.0;
+    profile.api.timeout_probability = 0.0;
+    profile.churn.initially_down = 0.0;
+    profile.lease.skew_probability = 0.0;
+}
+
+/// A testbed starting at a fixed time, with the admin account.
+fn settings(profile: Profile, seed: u64, time_scale: f64) -> Settings {
+    Settings {
+        seed,
+        profile,
+        clock: Clock::scaled(1_790_000_000.0, time_scale),
+        admins: vec![(ADMIN.0.to_owned(), ADMIN.1.to_owned())],
+    }
+}
+
+async fn start(profile: Profile, seed: u64, time_scale: f64) -> Plc {
+    let tb = Testbed::new(settings(profile, seed, time_scale));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(reference_testbed::serve(tb.clone(), listener, std::future::pending()));
+    Plc { url, tb, http: reqwest::Client::new() }
+}
+
+async fn mild() -> Plc {
+    let mut profile = Profile::mild();
+    quiet(&mut profile);
+    start(profile, 1, 1.0).await
+}
+
+impl Plc {
+    async fn raw(&self, path: &str, method: &str, params: Vec<Value>) -> reqwest::Response {
+        let body = MethodCall { name: method.into(), params }.to_xml().unwrap();
+        self.http.post(format!("{}{path}", self.url)).body(body).send().await.unwrap()
+    }
+
+    async fn rpc_at(&self, path: &str, method: &str, params: Vec<Value>) -> Result<Value, (i32, String)> {
+        let response = self.raw(path, method, params).await;
+        assert_eq!(response.status(), 200, "{method}");
+        let text = response.text().await.unwrap();
+        match MethodResponse::from_xml(&text) {
+            Ok(r) => Ok(r.value),
+            Err(_) => {
+                let fault = FaultResponse::from_xml(&text)
+                    .unwrap_or_else(|_| panic!("neither answer nor fault: {text}"));
+                Err((fault.fault.code(), fault.fault.string().to_owned()))
+            }
+        }
+    }
+
+    async fn rpc(&self, method: &str, params: Vec<Value>) -> Result<Value, (i32, String)> {
+        self.rpc_at("/PLCAPI/", method, params).await
+    }
+
+    async fn ok(&self, method: &str, params: Vec<Value>) -> Value {
+        self.rpc(method, params).await.unwrap_or_else(|f| panic!("{method} faulted: {f:?}"))
+    }
+
+    async fn fault(&self, method: &str, params: Vec<Value>) -> (i32, String) {
+        self.rpc(method, params).await.expect_err("a fault")
+    }
+
+    async fn pi(&self, email: &str, site: &str) -> Value {
+        let id = self
+            .ok(
+                "AddPerson",
+                vec![admin(), st(&[("email", s(email)), ("password", s("pipw")), ("first_name", s("P"))])],
+            )
+            .await;
+        self.ok("AddPersonToSite", vec![admin(), id.clone(), s(site)]).await;
+        self.ok("AddRoleToPerson", vec![admin(), s("pi"), id]).await;
+        auth(email, "pipw")
+    }
+
+    async fn slice(&self, name: &str) -> i32 {
+        let fields = st(&[("name", s(name)), ("description", s("test")), ("url", s("http://example.org"))]);
+        int(&self.ok("AddSlice", vec![admin(), fields]).await)
+    }
+}
+
+#[tokio::test]
+async fn authentication_and_call_shape_faults() {
+    let plc = mild().await;
+    assert_eq!(plc.ok("AuthCheck", vec![admin()]).await, i(1));
+    assert_eq!(plc.fault("AuthCheck", vec![auth(ADMIN.0, "wrong")]).await.0, 103);
+    assert_eq!(plc.fault("AuthCheck", vec![s("not a struct")]).await.0, 103);
+    assert_eq!(plc.fault("AuthCheck", vec![st(&[("AuthMethod", s("anonymous"))])]).await.0, 103);
+    assert_eq!(plc.fault("NoSuchMethod", vec![admin()]).await.0, 100);
+    assert_eq!(plc.fault("AuthCheck", vec![]).await.0, 101);
+    assert_eq!(plc.fault("AuthCheck", vec![admin(), i(1)]).await.0, 101);
+    let session = plc.ok("GetSession", vec![admin()]).await;
+    let by_session = st(&[("AuthMethod", s("session")), ("session", session)]);
+    assert_eq!(plc.ok("AuthCheck", vec![by_session]).await, i(1));
+    let stale = st(&[("AuthMethod", s("session")), ("session", s("deadbeef"))]);
+    assert_eq!(plc.fault("AuthCheck", vec![stale]).await.0, 103);
+    let garbage = plc.http.post(format!("{}/PLCAPI/", plc.url)).body("<nonsense").send().await.unwrap();
+    let fault = FaultResponse::from_xml(&garbage.text().await.unwrap()).unwrap();
+    assert_eq!(fault.fault.code(), 102);
+    let states = plc.ok("GetBootStates", vec![admin()]).await;
+    assert!(list(&states).contains(&s("boot")));
+}
+
+#[tokio::test]
+async fn get_nodes_sites_interfaces_tags_with_every_filter_form() {
+    let plc = mild().await;
+    let all = plc.ok("GetNodes", vec![admin()]).await;
+    assert_eq!(list(&all).len(), 684);
+    let williams = plc.ok("GetNodes", vec![admin(), s("planetlab1.williams.edu")]).await;
+    assert_eq!(int(field(&list(&williams)[0], "node_id")), 10858);
+    assert!(text(field(&list(&williams)[0], "ssh_rsa_key")).starts_with("ssh-ed25519 "));
+    let by_ids = plc
+        .ok(
+            "GetNodes",
+            vec![admin(), Value::Array(vec![i(10858), i(10859)]), Value::Array(vec![s("hostname")])],
+        )
+        .await;
+    assert_eq!(list(&by_ids).len(), 2);
+    assert_eq!(list(&by_ids)[0], st(&[("hostname", s("planetlab1.williams.edu"))]));
+    let wild = plc.ok("GetNodes", vec![admin(), st(&[("hostname", s("*.princeton.edu"))])]).await;
+    assert!(list(&wild).len() >= 5);
+    let sorted = plc
+        .ok(
+            "GetNodes",
+            vec![
+                admin(),
+                st(&[("-SORT", s("-node_id")), ("-LIMIT", i(3)), ("-OFFSET", i(1))]),
+                Value::Array(vec![s("node_id")]),
+            ],
+        )
+        .await;
+    let ids: Vec<i32> = list(&sorted).iter().map(|r| int(field(r, "node_id"))).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0] > ids[1] && ids[1] > ids[2]);
+    let bounded =
+        plc.ok("GetNodes", vec![admin(), st(&[(">node_id", i(20000)), ("~boot_state", s("dbg"))])]).await;
+    assert!(list(&bounded).iter().all(|r| int(field(r, "node_id")) > 20000));
+    assert_eq!(plc.fault("GetNodes", vec![admin(), st(&[("colour", s("red"))])]).await.0, 102);
+    assert_eq!(plc.fault("GetNodes", vec![admin(), Value::Nil, Value::Array(vec![s("nope")])]).await.0, 102);
+
+    let sites = plc.ok("GetSites", vec![admin()]).await;
+    assert_eq!(list(&sites).len(), 258);
+    let princeton = plc.ok("GetSites", vec![admin(), s("princeton")]).await;
+    assert_eq!(text(field(&list(&princeton)[0], "login_base")), "princeton");
+    let interfaces = plc.ok("GetInterfaces", vec![admin(), st(&[("node_id", i(10858))])]).await;
+    assert!(text(field(&list(&interfaces)[0], "ip")).starts_with("198.1"));
+    let dsl =
+        plc.ok("GetNodeTags", vec![admin(), st(&[("tagname", s("link_class")), ("value", s("dsl"))])]).await;
+    assert_eq!(list(&dsl).len(), 4);
+}
+
+#[tokio::test]
+async fn slice_lifecycle_with_permissions_and_renewal_rules() {
+    let plc = mild().await;
+    let pi = plc.pi("pi@princeton.test", "princeton").await;
+    let slice = |name: &str| st(&[("name", s(name)), ("description", s("")), ("url", s(""))]);
+    let id = plc.ok("AddSlice", vec![pi.clone(), slice("princeton_exp")]).await;
+    assert_eq!(plc.fault("AddSlice", vec![pi.clone(), slice("princeton_exp")]).await.0, 102, "duplicate");
+    assert_eq!(plc.fault("AddSlice", vec![pi.clone(), slice("Bad-Name")]).await.0, 102);
+    assert_eq!(plc.fault("AddSlice", vec![pi.clone(), slice("nosuchsite_x")]).await.0, 102);
+    assert_eq!(plc.fault("AddSlice", vec![pi.clone(), slice("williams_x")]).await.0, 108, "not their site");
+
+    let nodes = Value::Array(vec![s("planetlab-01.cs.princeton.edu"), i(10858)]);
+    assert_eq!(plc.ok("AddSliceToNodes", vec![pi.clone(), s("princeton_exp"), nodes.clone()]).await, i(1));
+    assert_eq!(
+        plc.ok("AddSliceToNodes", vec![pi.clone(), s("princeton_exp"), nodes.clone()]).await,
+        i(1),
+        "idempotent"
+    );
+    assert_eq!(
+        plc.fault("AddSliceToNodes", vec![pi.clone(), s("princeton_exp"), Value::Array(vec![i(1)])]).await.0,
+        102
+    );
+    let got = plc.ok("GetSlices", vec![pi.clone(), s("princeton_exp")]).await;
+    assert_eq!(list(field(&list(&got)[0], "node_ids")).len(), 2);
+    let expires = int(field(&list(&got)[0], "expires"));
+
+    // Renewal: refused without description and url; capped at eight weeks for a PI.
+    let now = plc.tb.now() as i32;
+    let year = st(&[("expires", i(now + 365 * 86400))]);
+    assert_eq!(plc.fault("UpdateSlice", vec![pi.clone(), id.clone(), year.clone()]).await.0, 102);
+    let described = st(&[("description", s("a study")), ("url", s("http://example.org"))]);
+    plc.ok("UpdateSlice", vec![pi.clone(), id.clone(), described]).await;
+    plc.ok("UpdateSlice", vec![pi.clone(), id.clone(), year.clone()]).await;
+    let got = plc.ok("GetSlices", vec![pi.clone(), id.clone(), Value::Array(vec![s("expires")])]).await;
+    let granted = int(field(&list(&got)[0], "expires"));
+    assert!(granted > expires && granted <= now + 8 * 7 * 86400 + 5, "{granted} vs {now}");
+    assert_eq!(
+        plc.fault("UpdateSlice", vec![pi.clone(), id.clone(), st(&[("expires", i(now - 10))])]).await.0,
+        102
+    );
+
+    let person =
+        plc.ok("AddPerson", vec![admin(), st(&[("email", s("user@x.test")), ("password", s("pw"))])]).await;
+    plc.ok("AddPersonToSlice", vec![pi.clone(), s("user@x.test"), id.clone()]).await;
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPI+DjeFyvcJhwoBHObkxNxeuORd3QSsOorXq16R8qpd ada@lab";
+    plc.ok("AddPersonKey", vec![admin(), person.clone(), st(&[("key_type", s("ssh")), ("key", s(key))])])
+        .await;
+    assert_eq!(
+        plc.fault("AddPersonKey", vec![admin(), person, st(&[("key_type", s("ssh")), ("key", s("x"))])])
+            .await
+            .0,
+        102
+    );
+    let user = auth("user@x.test", "pw");
+    assert_eq!(
+        plc.fault("DeleteSlice", vec![user.clone(), id.clone()]).await.0,
+        108,
+        "members may not delete"
+    );
+    assert_eq!(plc.fault("AddRoleToPerson", vec![pi.clone(), s("admin"), s("user@x.test")]).await.0, 108);
+    let keys = plc.ok("GetKeys", vec![user.clone()]).await;
+    assert_eq!(list(&keys).len(), 1);
+    let me = plc
+        .ok("GetPersons", vec![user.clone(), Value::Nil, Value::Array(vec![s("email"), s("slice_ids")])])
+        .await;
+    assert_eq!(list(&me).len(), 1, "a user sees only themselves");
+    assert_eq!(text(field(&list(&me)[0], "email")), "user@x.test");
+    assert_eq!(list(field(&list(&me)[0], "slice_ids")), &vec![id.clone()]);
+    let everyone = plc.ok("GetPersons", vec![admin(), st(&[("email", s("*.test"))])]).await;
+    assert!(list(&everyone).len() >= 3);
+
+    let one = Value::Array(vec![i(10858)]);
+    assert_eq!(plc.ok("DeleteSliceFromNodes", vec![user.clone(), id.clone(), one.clone()]).await, i(1));
+    assert_eq!(plc.ok("DeleteSliceFromNodes", vec![user, id.clone(), one]).await, i(1), "idempotent");
+    let ticket = plc.ok("GetSliceTicket", vec![pi.clone(), id.clone()]).await;
+    assert!(text(&ticket).contains('.'));
+    assert_eq!(plc.ok("DeleteSlice", vec![pi.clone(), id.clone()]).await, i(1));
+    assert_eq!(plc.fault("DeleteSlice", vec![pi, id]).await.0, 102);
+}
+
+#[tokio::test]
+async fn slivers_come_up_asynchronously_and_show_in_get_slivers() {
+    let mut profile = Profile::mild();
+    quiet(&mut profile);
+    profile.instantiation.median_s = 600.0;
+    profile.instantiation.fail_probability = 0.0;
+    let plc = start(profile, 3, 3600.0).await;
+    plc.slice("princeton_async").await;
+    let host = "planetlab-01.cs.princeton.edu";
+    plc.ok("AddSliceToNodes", vec![admin(), s("princeton_async"), Value::Array(vec![s(host)])]).await;
+    let slivers = plc.ok("GetSlivers", vec![admin(), s(host)]).await;
+    assert!(list(field(&slivers, "slivers")).is_empty(), "not up at once");
+    let delay = plc.tb.instantiation_delay("princeton_async", node_index(&plc.tb, host)).unwrap();
+    assert!(delay <= 3600.0);
+    tokio::time::sleep(plc.tb.clock.real_duration(delay + 60.0)).await;
+    let slivers = plc.ok("GetSlivers", vec![admin(), s(host)]).await;
+    let up = list(field(&slivers, "slivers"));
+    assert_eq!(up.len(), 1);
+    assert_eq!(text(field(&up[0], "name")), "princeton_async");
+}
+
+fn node_index(tb: &Testbed, host: &str) -> usize {
+    tb.world.nodes.iter().position(|n| n.hostname == host).unwrap()
+}
+
+#[tokio::test]
+async fn node_manager_creates_synchronously_and_fails_as_configured() {
+    let mut profile = Profile::mild();
+    quiet(&mut profile);
+    profile.node_manager.create_fail_probability = 0.0;
+    let plc = start(profile, 4, 3600.0).await;
+    let host = "planetlab-01.cs.princeton.edu";
+    let nm = format!("/NodeManager/{host}/");
+    plc.slice("princeton_sync").await;
+    let err = plc.rpc_at(&nm, "Create", vec![s("princeton_sync")]).await.unwrap_err();
+    assert_eq!(err.0, 108, "neither bound nor ticketed");
+    plc.ok("AddSliceToNodes", vec![admin(), s("princeton_sync"), Value::Array(vec![s(host)])]).await;
+    let ticket = plc.ok("GetSliceTicket", vec![admin(), s("princeton_sync")]).await;
+    assert_eq!(plc.rpc_at(&nm, "Ticket", vec![ticket]).await.unwrap(), i(1));
+    assert_eq!(plc.rpc_at(&nm, "Ticket", vec![s("forged.00")]).await.unwrap_err().0, 102);
+    assert_eq!(plc.rpc_at(&nm, "Create", vec![s("princeton_sync")]).await.unwrap(), i(1));
+    let record = plc.rpc_at(&nm, "GetRecord", vec![s("princeton_sync")]).await.unwrap();
+    assert_eq!(text(field(&record, "state")), "running");
+    plc.rpc_at(&nm, "Stop", vec![s("princeton_sync")]).await.unwrap();
+    let record = plc.rpc_at(&nm, "GetRecord", vec![s("princeton_sync")]).await.unwrap();
+    assert_eq!(text(field(&record, "state")), "stopped");
+    plc.rpc_at(&nm, "Start", vec![s("princeton_sync")]).await.unwrap();
+    let record = plc.rpc_at(&nm, "GetRecord", vec![s("princeton_sync")]).await.unwrap();
+    assert_eq!(text(field(&record, "state")), "running");
+    assert_eq!(plc.rpc_at(&nm, "ReCreate", vec![s("princeton_sync")]).await.unwrap(), i(1));
+    assert_eq!(plc.rpc_at(&nm, "Start", vec![s("nosuch_slice")]).await.unwrap_err().0, 102);
+    assert_eq!(plc.rpc_at(&nm, "Reboot", vec![]).await.unwrap_err().0, 100);
+    plc.rpc_at(&nm, "Destroy", vec![s("princeton_sync")]).await.unwrap();
+    plc.rpc_at(&nm, "Destroy", vec![s("princeton_sync")]).await.unwrap();
+    let record = plc.rpc_at(&nm, "GetRecord", vec![s("princeton_sync")]).await.unwrap();
+    assert_eq!(text(field(&record, "state")), "none");
+    assert_eq!(plc.raw("/NodeManager/no.such.host/", "GetRecord", vec![s("x")]).await.status(), 502);
+
+    let mut failing = Profile::mild();
+    quiet(&mut failing);
+    failing.node_manager.create_fail_probability = 1.0;
+    let plc = start(failing, 4, 3600.0).await;
+    plc.slice("princeton_sync").await;
+    plc.ok("AddSliceToNodes", vec![admin(), s("princeton_sync"), Value::Array(vec![s(host)])]).await;
+    let err = plc.rpc_at(&nm, "Create", vec![s("princeton_sync")]).await.unwrap_err();
+    assert_eq!(err.0, 111, "{err:?}");
+
+    let mut old = Profile::mild();
+    quiet(&mut old);
+    old.api.generation = Generation::AsyncOnly;
+    let plc = start(old, 4, 1.0).await;
+    assert_eq!(
+        plc.raw(&nm, "GetRecord", vec![s("x")]).await.status(),
+        404,
+        "no node managers in this generation"
+    );
+}
+
+/// Through the node manager's real `Create`: under the paper profile about 23% of attempts fail on healthy
+/// nodes. (Churn is off so that every failure is the node manager's; time runs 100,000 times faster, so 1–15
+/// minutes pass in a few milliseconds.)
+#[tokio::test]
+async fn the_synchronous_create_fails_about_a_quarter_of_the_time_under_the_paper_profile() {
+    let mut profile = Profile::paper();
+    profile.churn.initially_down = 0.0;
+    profile.churn.down_per_hour = 0.0;
+    profile.churn.leave_per_hour = 0.0;
+    profile.churn.identity_change_per_hour = 0.0;
+    // Bound slivers never come up by themselves here, so every Create really creates (a Create on a sliver
+    // that the central path already brought up succeeds at once, as a node manager's would).
+    profile.instantiation.fail_probability = 1.0;
+    let tb = Testbed::new(settings(profile, 5, 1.0e5));
+    // A year's lease (admins are not capped), so the slice outlives the days that pass in the loop.
+    let a_year = i(tb.now() as i32 + 365 * 86400);
+    let fields =
+        st(&[("name", s("princeton_nm")), ("description", s("d")), ("url", s("u")), ("max_nodes", i(400))]);
+    tb.plcapi("AddSlice", vec![admin(), fields]).unwrap();
+    tb.plcapi("UpdateSlice", vec![admin(), s("princeton_nm"), st(&[("expires", a_year)])]).unwrap();
+    let nodes: Vec<usize> = (0..400).collect();
+    let hosts = nodes.iter().map(|&n| s(&tb.world.nodes[n].hostname)).collect();
+    tb.plcapi("AddSliceToNodes", vec![admin(), s("princeton_nm"), Value::Array(hosts)]).unwrap();
+    let mut failures = 0;
+    for node in nodes {
+        match reference_testbed::node_manager::call(&tb, node, "Create", vec![s("princeton_nm")]).await {
+            Ok(_) => {}
+            Err(fault) => {
+                assert_eq!(fault.code, reference_testbed::fault::Code::ApiError, "{fault:?}");
+                failures += 1;
+            }
+        }
+    }
+    // 400 draws at p = 0.23: mean 92, standard deviation 8.4.
+    assert!((60..=125).contains(&failures), "{failures} of 400 failed");
+}
+
+#[tokio::test]
+async fn api_faults_are_injected_as_configured() {
+    let mut profile = Profile::mild();
+    quiet(&mut profile);
+    profile.api.fault_probability = 1.0;
+    let plc = start(profile.clone(), 6, 1.0).await;
+    assert_eq!(plc.fault("AuthCheck", vec![admin()]).await.0, 106);
+
+    profile.api.fault_probability = 0.0;
+    profile.api.http_5xx_probability = 1.0;
+    let plc = start(profile.clone(), 6, 1.0).await;
+    assert_eq!(plc.raw("/PLCAPI/", "AuthCheck", vec![admin()]).await.status(), 503);
+
+    // A timed-out call still takes effect: the client cannot know, and must look.
+    profile.api.http_5xx_probability = 0.0;
+    profile.api.timeout_probability = 1.0;
+    profile.api.timeout_delay_s = 2.0;
+    let plc = start(profile, 6, 1.0).await;
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let fields = st(&[("name", s("princeton_late")), ("description", s("d")), ("url", s("u"))]);
+    let body = MethodCall { name: "AddSlice".into(), params: vec![admin(), fields] }.to_xml().unwrap();
+    let sent = impatient.post(format!("{}/PLCAPI/", plc.url)).body(body).send().await;
+    assert!(sent.is_err_and(|e| e.is_timeout()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(plc.tb.state().slices.values().any(|s| s.name == "princeton_late"));
+}
+
+#[tokio::test]
+async fn same_seed_same_world_same_faults_same_churn() {
+    let fates = |tb: &Testbed| (0..500).map(|_| tb.inject()).collect::<Vec<Injected>>();
+    let harsh = |seed| Settings { admins: Vec::new(), ..settings(Profile::harsh(), seed, 1.0) };
+    let (a, b, c) = (Testbed::new(harsh(11)), Testbed::new(harsh(11)), Testbed::new(harsh(12)));
+    assert_eq!(a.world.nodes, b.world.nodes);
+    let (fa, fb, fc) = (fates(&a), fates(&b), fates(&c));
+    assert_eq!(fa, fb);
+    assert_ne!(fa, fc);
+    assert!(
+        fa.contains(&Injected::Fault) && fa.contains(&Injected::Unavailable) && fa.contains(&Injected::None)
+    );
+    assert_eq!(a.instantiation_delay("x_y", 3), b.instantiation_delay("x_y", 3));
+
+    // Churn: the state at a given testbed time depends on the seed and the time only.
+    let world = a.world.clone();
+    let mut sa = reference_testbed::state::State::new(&world, &a.profile, 11, 0.0);
+    let mut sb = reference_testbed::state::State::new(&world, &a.profile, 11, 0.0);
+    sa.advance(&world, &a.profile, 11, 0.0, 3.0 * 3600.0);
+    for hour in 1..=48 {
+        sb.advance(&world, &a.profile, 11, 0.0, f64::from(hour) * 3600.0 / 16.0);
+    }
+    sb.advance(&world, &a.profile, 11, 0.0, 3.0 * 3600.0);
+    assert_eq!(sa.nodes, sb.nodes, "looking in between changes nothing");
+}
+
+#[tokio::test]
+async fn churn_takes_nodes_down_away_and_renames_them() {
+    let profile = Profile::harsh();
+    let world = reference_testbed::world::World::planetlab(21);
+    let mut state = reference_testbed::state::State::new(&world, &profile, 21, 0.0);
+    let down_at_start = state.nodes.iter().filter(|n| !n.up).count();
+    assert!(down_at_start > 50, "{down_at_start} initially down");
+    state.advance(&world, &profile, 21, 0.0, 48.0 * 3600.0);
+    let gone = state.nodes.iter().filter(|n| !n.present).count();
+    let renamed = state.nodes.iter().zip(&world.nodes).filter(|(s, w)| s.hostname != w.hostname).count();
+    let new_ip = state.nodes.iter().zip(&world.nodes).filter(|(s, w)| s.ip != w.ip).count();
+    let new_id = state.nodes.iter().zip(&world.nodes).filter(|(s, w)| s.node_id != w.node_id).count();
+    assert!(
+        gone > 0 && renamed > 0 && new_ip > 0 && new_id > 0,
+        "gone {gone} renamed {renamed} ip {new_ip} id {new_id}"
+    );
+    assert_eq!(
+        state.by_host.len(),
+        state.nodes.iter().filter(|n| n.present).count(),
+        "hostnames stay unique"
+    );
+}
+
+#[tokio::test]
+async fn lease_skew_grants_less_than_asked_under_harsh() {
+    let mut profile = Profile::harsh();
+    quiet(&mut profile);
+    profile.lease.skew_probability = 1.0;
+    let plc = start(profile, 7, 1.0).await;
+    let id = plc.slice("princeton_lease").await;
+    let want = plc.tb.now() as i32 + 30 * 86400;
+    plc.ok("UpdateSlice", vec![admin(), i(id), st(&[("expires", i(want))])]).await;
+    let got = plc.ok("GetSlices", vec![admin(), i(id)]).await;
+    let granted = int(field(&list(&got)[0], "expires"));
+    assert!(granted < want, "granted {granted}, asked {want}");
+}
+
+#[tokio::test]
+async fn sensor_feed_lists_measured_pairs_as_json_and_csv() {
+    let plc = mild().await;
+    let rows: Vec<serde_json::Value> =
+        plc.http.get(format!("{}/sensor/paths.json", plc.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(rows.len(), 490 * 489 / 2);
+    let row = &rows[0];
+    for key in ["src", "dst", "latency_ms", "bandwidth_kbps", "loss", "measured_at"] {
+        assert!(!row[key].is_null(), "{key}");
+    }
+    let one: Vec<serde_json::Value> = plc
+        .http
+        .get(format!("{}/sensor/paths.json?hostname={}", plc.url, row["src"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(one.len() < 490 && !one.is_empty());
+    let csv =
+        plc.http.get(format!("{}/sensor/paths.csv", plc.url)).send().await.unwrap().text().await.unwrap();
+    assert!(csv.starts_with("src,dst,src_node_id,dst_node_id,latency_ms,bandwidth_kbps,loss,measured_at"));
+    assert_eq!(csv.lines().count(), 490 * 489 / 2 + 1);
+}
+
+#[test]
+fn admin_flag_parses() {
+    assert!(reference_testbed::parse_admin("a@b:pw").is_ok());
+    assert!(reference_testbed::parse_admin("nobody").is_err());
+}
+
+#[tokio::test]
+async fn the_api_generation_switches_when_the_profile_says() {
+    let mut profile = Profile::mild();
+    quiet(&mut profile);
+    profile.api.switch_after_s = 3600.0;
+    // An hour of testbed time passes in 0.1 s.
+    let plc = start(profile, 8, 36_000.0).await;
+    let nm = "/NodeManager/planetlab-01.cs.princeton.edu/";
+    assert_eq!(plc.tb.generation(), Generation::NodeManager);
+    assert_eq!(plc.raw(nm, "GetRecord", vec![s("x")]).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(plc.tb.generation(), Generation::AsyncOnly);
+    assert_eq!(plc.raw(nm, "GetRecord", vec![s("x")]).await.status(), 404);
+}
