@@ -25,8 +25,14 @@ pub enum ErrorCode {
     NotFound,
     /// The request conflicts with what is stored, e.g. a duplicate name (409).
     Conflict,
+    /// The method is not one the path answers (405).
+    MethodNotAllowed,
     /// The body is larger than allowed (413).
     TooLarge,
+    /// The body's content type is not one the endpoint reads (415).
+    UnsupportedMediaType,
+    /// Too many attempts (429): wait as long as `Retry-After` says.
+    TooManyRequests,
     /// A dependency is overloaded, e.g. the database pool is exhausted (503).
     Unavailable,
     /// Anything unexpected (500); details are in the server log only.
@@ -42,18 +48,21 @@ pub struct AppError {
     /// For `invalid_input`: the name of the offending field, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `too_many_requests`: seconds until a retry may succeed (also sent as `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: None }
+        Self { code, message: message.into(), field: None, retry_after_s: None }
     }
 
     /// Bad input in one named field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::InvalidInput, message: message.into(), field: Some(field.to_owned()) }
+        Self { field: Some(field.to_owned()), ..Self::new(ErrorCode::InvalidInput, message) }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -74,6 +83,11 @@ impl AppError {
 
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Conflict, message)
+    }
+
+    /// Too many attempts; a retry after `retry_after_s` seconds may succeed.
+    pub fn too_many(message: impl Into<String>, retry_after_s: u64) -> Self {
+        Self { retry_after_s: Some(retry_after_s), ..Self::new(ErrorCode::TooManyRequests, message) }
     }
 
     /// An unexpected failure: the detail is logged (on the server) and never sent to the client.
@@ -119,7 +133,10 @@ pub mod ssr {
                 ErrorCode::Forbidden => StatusCode::FORBIDDEN,
                 ErrorCode::NotFound => StatusCode::NOT_FOUND,
                 ErrorCode::Conflict => StatusCode::CONFLICT,
+                ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             }
@@ -146,7 +163,15 @@ pub mod ssr {
 
     impl IntoResponse for AppError {
         fn into_response(self) -> Response {
-            (self.code.status(), Json(ErrorBody { error: self })).into_response()
+            let retry_after = self
+                .retry_after_s
+                .map(|s| (axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(s)));
+            (
+                self.code.status(),
+                retry_after.into_iter().collect::<axum::http::HeaderMap>(),
+                Json(ErrorBody { error: self }),
+            )
+                .into_response()
         }
     }
 }
