@@ -6,12 +6,18 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_accounts;
+mod m20261201_000001_integrity;
+mod m20261201_000002_reconcile;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_accounts::Migration)]
+        vec![
+            Box::new(m20261125_000001_accounts::Migration),
+            Box::new(m20261201_000001_integrity::Migration),
+            Box::new(m20261201_000002_reconcile::Migration),
+        ]
     }
 }
