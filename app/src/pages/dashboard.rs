@@ -2,11 +2,11 @@
 
 use super::{
     Auth,
-    widgets::{ActionError, LoadError, when},
+    widgets::{ActionError, Listing, LoadError, when},
 };
 use crate::accounts::UserView;
 use crate::projects::{
-    CreateProject, RequestJoin, RequestStatus, list_projects, my_join_requests, validate_name,
+    CreateProject, ProjectView, RequestJoin, RequestStatus, list_projects, my_join_requests, validate_name,
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -52,31 +52,19 @@ fn Dashboard(user: UserView) -> impl IntoView {
     view! {
         <section class="card">
             <h1>{heading}</h1>
-            <Transition fallback=|| view! { <p>"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match projects.await {
-                        Ok(list) if list.is_empty() => {
-                            view! { <p class="muted">"No projects yet: start one or ask to join one."</p> }
-                                .into_any()
-                        }
-                        Ok(list) => view! {
-                            <table data-testid="projects">
-                                <thead><tr><th>"Project"</th><th>"Your role"</th><th>"Description"</th></tr></thead>
-                                <tbody>
-                                    {list.into_iter().map(|p| view! {
-                                        <tr>
-                                            <td><a href=format!("/projects/{}", p.name)>{p.name.clone()}</a></td>
-                                            <td>{p.my_role.map_or("—", |r| r.as_str())}</td>
-                                            <td>{p.description}</td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        }.into_any(),
-                        Err(error) => view! { <LoadError error/> }.into_any(),
-                    }
-                })}
-            </Transition>
+            <Listing
+                items=projects
+                empty="No projects yet: start one or ask to join one."
+                test_id="projects"
+                columns=&["Project", "Your role", "Description"]
+                row=|p: ProjectView| view! {
+                    <tr>
+                        <td><a href=format!("/projects/{}", p.name)>{p.name.clone()}</a></td>
+                        <td>{p.my_role.map_or("—", |r| r.as_str())}</td>
+                        <td>{p.description}</td>
+                    </tr>
+                }
+            />
         </section>
         <div class="columns">
             <NewProject create/>

@@ -2,10 +2,10 @@
 
 use super::{
     Auth,
-    widgets::{ActionError, LoadError, PleaseLogIn, when},
+    widgets::{ActionError, Listing, LoadError, PleaseLogIn, when},
 };
-use crate::keys::{AddKey, DeleteKey, list_keys};
-use crate::tokens::{CreateToken, RevokeToken, list_tokens};
+use crate::keys::{AddKey, DeleteKey, KeyView, list_keys};
+use crate::tokens::{CreateToken, RevokeToken, TokenView, list_tokens};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -42,35 +42,26 @@ fn Keys() -> impl IntoView {
         <section class="card">
             <h2>"SSH keys"</h2>
             <p class="muted">"Installed in every sliver of your projects' experiments."</p>
-            <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    match keys.await {
-                        Ok(list) if list.is_empty() => view! { <p class="muted">"No keys yet."</p> }.into_any(),
-                        Ok(list) => view! {
-                            <table data-testid="keys">
-                                <thead><tr><th>"Type"</th><th>"Fingerprint"</th><th>"Comment"</th><th>"Added"</th><th></th></tr></thead>
-                                <tbody>
-                                    {list.into_iter().map(|k| view! {
-                                        <tr>
-                                            <td>{k.algorithm}</td>
-                                            <td><code>{k.fingerprint}</code></td>
-                                            <td>{k.comment}</td>
-                                            <td>{when(k.created_at)}</td>
-                                            <td>
-                                                <ActionForm action=delete attr:class="inline">
-                                                    <input type="hidden" name="id" value=k.id/>
-                                                    <button type="submit" class="secondary">"Delete"</button>
-                                                </ActionForm>
-                                            </td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        }.into_any(),
-                        Err(error) => view! { <LoadError error/> }.into_any(),
-                    }
-                })}
-            </Transition>
+            <Listing
+                items=keys
+                empty="No keys yet."
+                test_id="keys"
+                columns=&["Type", "Fingerprint", "Comment", "Added", ""]
+                row=move |k: KeyView| view! {
+                    <tr>
+                        <td>{k.algorithm}</td>
+                        <td><code>{k.fingerprint}</code></td>
+                        <td>{k.comment}</td>
+                        <td>{when(k.created_at)}</td>
+                        <td>
+                            <ActionForm action=delete attr:class="inline">
+                                <input type="hidden" name="id" value=k.id/>
+                                <button type="submit" class="secondary">"Delete"</button>
+                            </ActionForm>
+                        </td>
+                    </tr>
+                }
+            />
             <ActionForm action=add>
                 <label>"Public key"
                     <textarea name="public_key" rows="3" required placeholder="ssh-ed25519 AAAA… you@laptop"></textarea>
@@ -102,40 +93,31 @@ fn Tokens() -> impl IntoView {
             <h2>"API tokens"</h2>
             <p class="muted">"For scripts: send " <code>"Authorization: Bearer <token>"</code> " to " <code>"/api/v1"</code> "."</p>
             {fresh}
-            <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    match tokens.await {
-                        Ok(list) if list.is_empty() => view! { <p class="muted">"No tokens yet."</p> }.into_any(),
-                        Ok(list) => view! {
-                            <table data-testid="tokens">
-                                <thead><tr><th>"Name"</th><th>"Scope"</th><th>"Created"</th><th>"Last used"</th><th></th></tr></thead>
-                                <tbody>
-                                    {list.into_iter().map(|t| view! {
-                                        <tr>
-                                            <td>{t.name}</td>
-                                            <td>{t.scope.as_str()}</td>
-                                            <td>{when(t.created_at)}</td>
-                                            <td>{t.last_used_at.map_or_else(|| "never".to_owned(), when)}</td>
-                                            <td>
-                                                {match t.revoked_at {
-                                                    Some(at) => view! { <span class="muted">"revoked " {when(at)}</span> }.into_any(),
-                                                    None => view! {
-                                                        <ActionForm action=revoke attr:class="inline">
-                                                            <input type="hidden" name="id" value=t.id/>
-                                                            <button type="submit" class="secondary">"Revoke"</button>
-                                                        </ActionForm>
-                                                    }.into_any(),
-                                                }}
-                                            </td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        }.into_any(),
-                        Err(error) => view! { <LoadError error/> }.into_any(),
-                    }
-                })}
-            </Transition>
+            <Listing
+                items=tokens
+                empty="No tokens yet."
+                test_id="tokens"
+                columns=&["Name", "Scope", "Created", "Last used", ""]
+                row=move |t: TokenView| view! {
+                    <tr>
+                        <td>{t.name}</td>
+                        <td>{t.scope.as_str()}</td>
+                        <td>{when(t.created_at)}</td>
+                        <td>{t.last_used_at.map_or_else(|| "never".to_owned(), when)}</td>
+                        <td>
+                            {match t.revoked_at {
+                                Some(at) => view! { <span class="muted">"revoked " {when(at)}</span> }.into_any(),
+                                None => view! {
+                                    <ActionForm action=revoke attr:class="inline">
+                                        <input type="hidden" name="id" value=t.id/>
+                                        <button type="submit" class="secondary">"Revoke"</button>
+                                    </ActionForm>
+                                }.into_any(),
+                            }}
+                        </td>
+                    </tr>
+                }
+            />
             <ActionForm action=create>
                 <label>"Name" <input type="text" name="name" required maxlength="100" placeholder="laptop scripts"/></label>
                 <label>"Scope"

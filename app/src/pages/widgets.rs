@@ -51,6 +51,47 @@ pub fn LoadError(error: AppError) -> impl IntoView {
     }
 }
 
+/// A list loaded from the server, shown as a table: "Loading…" while it loads, `empty` when there is nothing,
+/// a [`LoadError`] when loading failed, otherwise a table with `columns` as headings and one `row` per item.
+/// Every listing page (projects, keys, tokens; nodes and experiments later) uses it.
+#[component]
+pub fn Listing<T, R, V>(
+    items: Resource<Result<Vec<T>, AppError>>,
+    /// Shown when the list is empty.
+    empty: &'static str,
+    /// The table's `data-testid`.
+    test_id: &'static str,
+    columns: &'static [&'static str],
+    /// One table row (`<tr>…</tr>`) per item.
+    row: R,
+) -> impl IntoView
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    R: Fn(T) -> V + Clone + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    view! {
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                let row = row.clone();
+                Suspend::new(async move {
+                    match items.await {
+                        Ok(list) if list.is_empty() => view! { <p class="muted">{empty}</p> }.into_any(),
+                        Ok(list) => view! {
+                            <table data-testid=test_id>
+                                <thead><tr>{columns.iter().map(|c| view! { <th>{*c}</th> }).collect_view()}</tr></thead>
+                                <tbody>{list.into_iter().map(row).collect_view()}</tbody>
+                            </table>
+                        }
+                        .into_any(),
+                        Err(error) => view! { <LoadError error/> }.into_any(),
+                    }
+                })
+            }}
+        </Transition>
+    }
+}
+
 pub fn when(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
