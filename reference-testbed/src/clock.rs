@@ -27,7 +27,8 @@ impl Clock {
 
     /// The real duration that `testbed_seconds` take.
     pub fn real_duration(&self, testbed_seconds: f64) -> Duration {
-        Duration::from_secs_f64((testbed_seconds / self.scale).max(0.0))
+        // Saturates: NaN and negative durations are none, overflowing ones the longest there is.
+        Duration::try_from_secs_f64((testbed_seconds / self.scale).max(0.0)).unwrap_or(Duration::MAX)
     }
 
     /// Sleeps for `testbed_seconds` of testbed time.

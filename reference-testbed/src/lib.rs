@@ -216,7 +216,11 @@ async fn injected(tb: &Testbed, work: impl Future<Output = PlcResult<Value>>) ->
         Injected::Fault => answer(Err(Fault::new(Code::DbError, "Database error (injected fault)"))),
         Injected::Timeout => {
             let result = work.await;
-            tokio::time::sleep(std::time::Duration::from_secs_f64(tb.profile.api.timeout_delay_s)).await;
+            // Profiles are validated at load; one built in code may still hold anything, so convert without
+            // panicking (a bad delay is no delay).
+            let delay =
+                std::time::Duration::try_from_secs_f64(tb.profile.api.timeout_delay_s).unwrap_or_default();
+            tokio::time::sleep(delay).await;
             answer(result)
         }
         Injected::None => answer(work.await),

@@ -1,7 +1,7 @@
 //! The testbed's behaviour: how slow and how unreliable it is. A profile is a TOML file; every knob has a
 //! default (the `mild` profile), and every random draw made under it comes from the one seed.
 //!
-//! Shipped profiles (`server/profiles/`): `mild` (the embedded demo: most things work, quickly), `paper`
+//! Shipped profiles (`reference-testbed/profiles/`): `mild` (the embedded demo: most things work, quickly), `paper`
 //! (what the Emulab/PlanetLab paper reported: an hour-long asynchronous guarantee, a synchronous create that fails
 //! 23% of the time and takes 1–15 minutes, steady churn) and `harsh` (for tests: everything fails often).
 
@@ -182,41 +182,91 @@ impl Profile {
         Ok(profile)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        let probabilities = [
-            ("instantiation.fail_probability", self.instantiation.fail_probability),
-            ("node_manager.create_fail_probability", self.node_manager.create_fail_probability),
-            ("lease.skew_probability", self.lease.skew_probability),
-            ("api.fault_probability", self.api.fault_probability),
-            ("api.http_5xx_probability", self.api.http_5xx_probability),
-            ("api.timeout_probability", self.api.timeout_probability),
-            ("churn.initially_down", self.churn.initially_down),
-        ];
-        for (name, p) in probabilities {
+    /// Checks every knob, naming the first bad one: probabilities lie in [0, 1], durations and rates are
+    /// finite and ≥ 0 (and bounded, so that no duration overflows when it is slept), ranges are ordered.
+    pub fn validate(&self) -> Result<(), String> {
+        let (i, nm, c, l, a) = (&self.instantiation, &self.node_manager, &self.churn, &self.lease, &self.api);
+        for (name, p) in [
+            ("instantiation.fail_probability", i.fail_probability),
+            ("node_manager.create_fail_probability", nm.create_fail_probability),
+            ("churn.initially_down", c.initially_down),
+            ("lease.skew_probability", l.skew_probability),
+            ("api.fault_probability", a.fault_probability),
+            ("api.http_5xx_probability", a.http_5xx_probability),
+            ("api.timeout_probability", a.timeout_probability),
+        ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("{name} must be a probability from 0 to 1, not {p}"));
             }
         }
-        let durations = [
-            ("instantiation.median_s", self.instantiation.median_s),
-            ("instantiation.max_s", self.instantiation.max_s),
-            ("node_manager.create_min_s", self.node_manager.create_min_s),
-            ("churn.step_s", self.churn.step_s),
-        ];
-        for (name, d) in durations {
-            if !(d > 0.0 && d.is_finite()) {
-                return Err(format!("{name} must be a positive number of seconds, not {d}"));
+        let api_total = a.fault_probability + a.http_5xx_probability + a.timeout_probability;
+        if api_total > 1.0 + 1e-9 {
+            return Err(format!(
+                "api.fault_probability + api.http_5xx_probability + api.timeout_probability must not exceed 1, \
+                 not {api_total}"
+            ));
+        }
+        for (name, d) in [
+            ("instantiation.max_s", i.max_s),
+            ("node_manager.create_min_s", nm.create_min_s),
+            ("node_manager.create_max_s", nm.create_max_s),
+            ("lease.skew_max_hours", l.skew_max_hours),
+            ("api.timeout_delay_s", a.timeout_delay_s),
+            ("api.switch_after_s", a.switch_after_s),
+        ] {
+            if !(d.is_finite() && (0.0..=MAX_DURATION).contains(&d)) {
+                return Err(format!("{name} must be a finite number ≥ 0 (at most {MAX_DURATION}), not {d}"));
             }
         }
-        if self.node_manager.create_max_s < self.node_manager.create_min_s {
-            return Err("node_manager.create_max_s must be at least create_min_s".to_owned());
+        for (name, rate) in [
+            ("churn.down_per_hour", c.down_per_hour),
+            ("churn.up_per_hour", c.up_per_hour),
+            ("churn.leave_per_hour", c.leave_per_hour),
+            ("churn.join_per_hour", c.join_per_hour),
+            ("churn.identity_change_per_hour", c.identity_change_per_hour),
+        ] {
+            if !(rate.is_finite() && rate >= 0.0) {
+                return Err(format!("{name} must be a finite rate ≥ 0 per hour, not {rate}"));
+            }
         }
-        if self.instantiation.sigma < 0.0 {
-            return Err("instantiation.sigma must not be negative".to_owned());
+        if !(i.median_s.is_finite() && i.median_s > 0.0 && i.median_s <= MAX_DURATION) {
+            return Err(format!(
+                "instantiation.median_s must be a finite number > 0 (at most {MAX_DURATION}), not {}",
+                i.median_s
+            ));
+        }
+        if !(i.sigma.is_finite() && i.sigma > 0.0 && i.sigma <= 10.0) {
+            return Err(format!(
+                "instantiation.sigma must be a finite number > 0 (at most 10), not {}",
+                i.sigma
+            ));
+        }
+        if nm.create_min_s > nm.create_max_s {
+            return Err(format!(
+                "node_manager.create_min_s ({}) must not exceed node_manager.create_max_s ({})",
+                nm.create_min_s, nm.create_max_s
+            ));
+        }
+        // Churn is applied step by step under the state lock: a tiny step would make every call loop.
+        if !(c.step_s.is_finite() && (MIN_CHURN_STEP_S..=MAX_DURATION).contains(&c.step_s)) {
+            return Err(format!(
+                "churn.step_s must be a finite number of seconds from {MIN_CHURN_STEP_S} to {MAX_DURATION}, not {}",
+                c.step_s
+            ));
+        }
+        if self.world.nodes > MAX_WORLD_NODES {
+            return Err(format!("world.nodes must be at most {MAX_WORLD_NODES}, not {}", self.world.nodes));
         }
         Ok(())
     }
 }
+
+/// The longest duration a profile may name, in seconds (ten years): every delay stays representable.
+pub const MAX_DURATION: f64 = 10.0 * 365.0 * 86400.0;
+/// The shortest churn step, in testbed seconds.
+pub const MIN_CHURN_STEP_S: f64 = 1.0;
+/// The largest generated world.
+pub const MAX_WORLD_NODES: usize = 100_000;
 
 #[cfg(test)]
 mod tests {
@@ -239,5 +289,58 @@ mod tests {
         assert!(err.contains("fault_probabilty"), "{err}");
         let err = Profile::load("/no/such/profile.toml").unwrap_err();
         assert!(err.contains("/no/such/profile.toml"), "{err}");
+    }
+
+    /// Every knob is checked at load, and the message names it (a negative or NaN `api.timeout_delay_s`
+    /// used to panic in `Duration::from_secs_f64` on every delayed call).
+    #[test]
+    fn every_knob_is_validated() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("api", "timeout_delay_s = -1.0", "api.timeout_delay_s must be a finite number ≥ 0"),
+            ("api", "timeout_delay_s = nan", "api.timeout_delay_s"),
+            ("api", "timeout_delay_s = inf", "api.timeout_delay_s"),
+            ("api", "timeout_delay_s = 1e300", "api.timeout_delay_s"),
+            ("api", "switch_after_s = -5.0", "api.switch_after_s"),
+            ("api", "fault_probability = nan", "api.fault_probability"),
+            ("api", "http_5xx_probability = -0.1", "api.http_5xx_probability"),
+            ("api", "timeout_probability = 1.5", "api.timeout_probability"),
+            ("api", "fault_probability = 0.6\nhttp_5xx_probability = 0.6", "must not exceed 1"),
+            ("instantiation", "median_s = 0.0", "instantiation.median_s"),
+            ("instantiation", "median_s = nan", "instantiation.median_s"),
+            ("instantiation", "sigma = 0.0", "instantiation.sigma"),
+            ("instantiation", "sigma = -1.0", "instantiation.sigma"),
+            ("instantiation", "max_s = -1.0", "instantiation.max_s"),
+            ("instantiation", "fail_probability = 1.01", "instantiation.fail_probability"),
+            ("node_manager", "create_fail_probability = -1.0", "node_manager.create_fail_probability"),
+            ("node_manager", "create_min_s = -1.0", "node_manager.create_min_s"),
+            ("node_manager", "create_max_s = inf", "node_manager.create_max_s"),
+            (
+                "node_manager",
+                "create_min_s = 100.0\ncreate_max_s = 50.0",
+                "must not exceed node_manager.create_max_s",
+            ),
+            ("churn", "step_s = 0.0", "churn.step_s"),
+            ("churn", "step_s = 0.001", "churn.step_s"),
+            ("churn", "down_per_hour = -0.1", "churn.down_per_hour"),
+            ("churn", "up_per_hour = nan", "churn.up_per_hour"),
+            ("churn", "leave_per_hour = inf", "churn.leave_per_hour"),
+            ("churn", "join_per_hour = -1.0", "churn.join_per_hour"),
+            ("churn", "identity_change_per_hour = -1.0", "churn.identity_change_per_hour"),
+            ("churn", "initially_down = 2.0", "churn.initially_down"),
+            ("lease", "skew_probability = -0.5", "lease.skew_probability"),
+            ("lease", "skew_max_hours = -1.0", "lease.skew_max_hours"),
+            ("world", "nodes = 100000000", "world.nodes"),
+        ];
+        for (table, knob, want) in cases {
+            let err = Profile::parse(&format!("[{table}]\n{knob}\n")).unwrap_err();
+            assert!(err.contains(want), "[{table}] {knob}: {err}");
+        }
+        let err = Profile::parse("[api]\ntimeout_delay_s = -1.0\n").unwrap_err();
+        assert_eq!(
+            err,
+            format!("api.timeout_delay_s must be a finite number ≥ 0 (at most {MAX_DURATION}), not -1")
+        );
+        // The edges are allowed.
+        Profile::parse("[api]\ntimeout_delay_s = 0.0\nfault_probability = 1.0\n[node_manager]\ncreate_min_s = 5.0\ncreate_max_s = 5.0\n").unwrap();
     }
 }
