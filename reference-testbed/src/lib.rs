@@ -89,7 +89,7 @@ impl Testbed {
         let all_sites: Vec<i32> = world.sites.iter().map(|s| s.site_id).collect();
         for (email, password) in settings.admins {
             let person_id = state.fresh_id();
-            let mut admin = Person::new(person_id, email, password, start);
+            let mut admin = Person::new(person_id, email, Some(password), start);
             admin.roles = vec![ROLE_ADMIN, ROLE_PI];
             admin.site_ids = all_sites.clone();
             state.persons.insert(person_id, admin);

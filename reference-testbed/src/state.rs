@@ -37,7 +37,8 @@ pub struct NodeState {
 pub struct Person {
     pub person_id: i32,
     pub email: String,
-    pub password: String,
+    /// `None`: the account has no password and cannot authenticate with one.
+    pub password: Option<String>,
     pub first_name: String,
     pub last_name: String,
     pub roles: Vec<i32>,
@@ -48,8 +49,9 @@ pub struct Person {
 }
 
 impl Person {
-    /// An enabled account with no roles, sites or keys yet.
-    pub fn new(person_id: i32, email: String, password: String, created: f64) -> Self {
+    /// An enabled account with no roles, sites or keys yet. An empty password is no password.
+    pub fn new(person_id: i32, email: String, password: Option<String>, created: f64) -> Self {
+        let password = password.filter(|p| !p.is_empty());
         Self {
             person_id,
             email,
@@ -61,6 +63,17 @@ impl Person {
             key_ids: Vec::new(),
             enabled: true,
             created,
+        }
+    }
+
+    /// Whether `password` is this account's password: never for an account without one, never for an empty
+    /// one.
+    pub fn password_matches(&self, password: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        match &self.password {
+            // Compared as digests, so the time taken says nothing about how much of the password matched.
+            Some(own) if !password.is_empty() => Sha256::digest(own) == Sha256::digest(password),
+            _ => false,
         }
     }
 

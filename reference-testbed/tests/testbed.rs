@@ -548,3 +548,73 @@ async fn the_api_generation_switches_when_the_profile_says() {
     assert_eq!(plc.tb.generation(), Generation::AsyncOnly);
     assert_eq!(plc.raw(nm, "GetRecord", vec![s("x")]).await.status(), 404);
 }
+
+/// An account added without a password exists but cannot authenticate with one; an empty AuthString never
+/// authenticates, not even against an account whose password was given as empty.
+#[tokio::test]
+async fn accounts_without_a_password_cannot_log_in() {
+    let plc = mild().await;
+    plc.ok("AddPerson", vec![admin(), st(&[("email", s("nopw@x.test"))])]).await;
+    plc.ok("AddPerson", vec![admin(), st(&[("email", s("emptypw@x.test")), ("password", s(""))])]).await;
+    plc.ok("AddPerson", vec![admin(), st(&[("email", s("pw@x.test")), ("password", s("secret"))])]).await;
+    for (email, password) in
+        [("nopw@x.test", ""), ("nopw@x.test", "x"), ("emptypw@x.test", ""), ("pw@x.test", "")]
+    {
+        let fault = plc.fault("AuthCheck", vec![auth(email, password)]).await;
+        assert_eq!(fault.0, 103, "{email} with {password:?}: {fault:?}");
+    }
+    assert_eq!(plc.fault("GetSession", vec![auth("nopw@x.test", "")]).await.0, 103);
+    assert_eq!(plc.ok("AuthCheck", vec![auth("pw@x.test", "secret")]).await, i(1));
+}
+
+/// PLC let only admins add people to sites: a PI could otherwise adopt anyone and then manage them.
+#[tokio::test]
+async fn only_admins_add_people_to_sites() {
+    let plc = mild().await;
+    let pi = plc.pi("pi@princeton.test", "princeton").await;
+    let other =
+        plc.ok("AddPerson", vec![admin(), st(&[("email", s("o@x.test")), ("password", s("pw"))])]).await;
+    let (code, message) = plc.fault("AddPersonToSite", vec![pi.clone(), other.clone(), s("princeton")]).await;
+    assert_eq!(code, 108, "{message}");
+    let (code, _) = plc.fault("AddPersonToSite", vec![pi, s("pi@princeton.test"), s("williams")]).await;
+    assert_eq!(code, 108, "not even themselves, elsewhere");
+    assert_eq!(plc.ok("AddPersonToSite", vec![admin(), other, s("princeton")]).await, i(1));
+}
+
+/// `GetSlivers` applies `GetSlices`' visibility: another site's PI sees neither the slice's name and expiry
+/// nor its members' keys.
+#[tokio::test(start_paused = true)]
+async fn get_slivers_shows_only_slices_the_caller_may_see() {
+    let mut profile = Profile::mild();
+    quiet(&mut profile);
+    profile.instantiation.fail_probability = 0.0;
+    let plc = start(profile, 9, 3600.0).await;
+    let princeton = plc.pi("pi@princeton.test", "princeton").await;
+    let williams = plc.pi("pi@williams.test", "williams").await;
+    let fields = st(&[("name", s("princeton_hidden")), ("description", s("d")), ("url", s("u"))]);
+    plc.ok("AddSlice", vec![princeton.clone(), fields]).await;
+    let member =
+        plc.ok("AddPerson", vec![admin(), st(&[("email", s("m@x.test")), ("password", s("pw"))])]).await;
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPI+DjeFyvcJhwoBHObkxNxeuORd3QSsOorXq16R8qpd m@lab";
+    plc.ok("AddPersonKey", vec![admin(), member.clone(), st(&[("key_type", s("ssh")), ("key", s(key))])])
+        .await;
+    plc.ok("AddPersonToSlice", vec![princeton.clone(), member, s("princeton_hidden")]).await;
+    let host = "planetlab-01.cs.princeton.edu";
+    plc.ok("AddSliceToNodes", vec![princeton.clone(), s("princeton_hidden"), Value::Array(vec![s(host)])])
+        .await;
+    // Past the one-hour guarantee: the sliver is up (paused time: the sleep is instant).
+    tokio::time::sleep(plc.tb.clock.real_duration(3700.0)).await;
+    let plc = &plc;
+    let slivers = |caller: Value| async move {
+        let answer = plc.ok("GetSlivers", vec![caller, s(host)]).await;
+        list(field(&answer, "slivers")).clone()
+    };
+    let seen = slivers(admin()).await;
+    assert_eq!(seen.len(), 1, "admins see every sliver");
+    assert_eq!(list(field(&seen[0], "keys")).len(), 1);
+    assert_eq!(slivers(princeton).await.len(), 1, "the slice's own site");
+    assert_eq!(slivers(auth("m@x.test", "pw")).await.len(), 1, "a member");
+    assert!(slivers(williams.clone()).await.is_empty(), "another site's PI");
+    let hidden = plc.ok("GetSlices", vec![williams, s("princeton_hidden")]).await;
+    assert!(list(&hidden).is_empty(), "as GetSlices hides it");
+}
