@@ -129,6 +129,7 @@ fn sort_fields(value: &Value) -> PlcResult<Vec<(String, bool)>> {
 fn count(value: &Value, what: &str) -> PlcResult<usize> {
     match value {
         Value::Integer(n) if *n >= 0 => Ok(*n as usize),
+        Value::Long(n) if *n >= 0 => Ok(usize::try_from(*n).unwrap_or(usize::MAX)),
         _ => Err(Fault::invalid(format!("{what} takes a non-negative int"))),
     }
 }
@@ -144,7 +145,7 @@ fn test(have: Option<&Value>, op: Op, want: &Value) -> bool {
         (Op::Eq, _) => loosely_equal(have, want),
         (op, _) => {
             let o = compare(Some(have), Some(want));
-            matches!(have, Value::Integer(_) | Value::Double(_) | Value::String(_))
+            matches!(have, Value::Integer(_) | Value::Long(_) | Value::Double(_) | Value::String(_))
                 && match op {
                     Op::Lt => o == Ordering::Less,
                     Op::Gt => o == Ordering::Greater,
@@ -156,11 +157,17 @@ fn test(have: Option<&Value>, op: Op, want: &Value) -> bool {
     }
 }
 
-/// Equality that lets an int match a double and an array field contain the wanted value (`slice_ids`).
+/// Equality that lets numbers of any width match (an `int` filter value matches an `i8` time, a double
+/// matches an int) and an array field contain the wanted value (`slice_ids`).
 fn loosely_equal(have: &Value, want: &Value) -> bool {
     match (have, want) {
-        (Value::Array(items), w) if !matches!(w, Value::Array(_)) => items.contains(w),
-        (Value::Integer(a), Value::Double(b)) | (Value::Double(b), Value::Integer(a)) => f64::from(*a) == *b,
+        (Value::Array(items), w) if !matches!(w, Value::Array(_)) => {
+            items.iter().any(|h| loosely_equal(h, w))
+        }
+        (
+            Value::Integer(_) | Value::Long(_) | Value::Double(_),
+            Value::Integer(_) | Value::Long(_) | Value::Double(_),
+        ) => number(have) == number(want),
         (a, b) => a == b,
     }
 }
@@ -168,6 +175,7 @@ fn loosely_equal(have: &Value, want: &Value) -> bool {
 fn number(v: &Value) -> Option<f64> {
     match v {
         Value::Integer(i) => Some(f64::from(*i)),
+        Value::Long(i) => Some(*i as f64),
         Value::Double(d) => Some(*d),
         Value::Boolean(b) => Some(f64::from(u8::from(*b))),
         _ => None,

@@ -24,8 +24,48 @@ pub fn int(i: i32) -> Value {
     Value::Integer(i)
 }
 
+/// A time (Unix seconds) as PLCAPI answers it. PLC sent times as XML-RPC `int`, a signed 32-bit integer, which
+/// ends on 2038-01-19 (after about 11 real days at time scale 360). Times that fit are still sent as `int`,
+/// exactly as PLC did; later ones as `i8`, the 64-bit extension that Python's `xmlrpc.client` (and dxr) read as
+/// an ordinary integer. A client that only knows `int` fails to parse answers holding times past 2038 rather
+/// than reading a wrapped value. Fractions of a second are dropped (rounded down).
 pub fn time(t: f64) -> Value {
-    Value::Integer(t as i32)
+    // `as` saturates (NaN becomes 0), so this never panics.
+    wide(t.floor() as i64)
+}
+
+/// An integer as `int` when it fits 32 bits, else as `i8`.
+pub fn wide(n: i64) -> Value {
+    match i32::try_from(n) {
+        Ok(small) => Value::Integer(small),
+        Err(_) => Value::Long(n),
+    }
+}
+
+/// A time given by a client: `int`, `i8`, `double` (what Python's `xmlrpc.client` must send for times past
+/// 2038, since it refuses to marshal ints beyond 32 bits) or `dateTime.iso8601` (read as UTC).
+pub fn time_arg(value: &Value, what: &str) -> PlcResult<f64> {
+    match value {
+        Value::Integer(t) => Ok(f64::from(*t)),
+        Value::Long(t) => Ok(*t as f64),
+        Value::Double(t) if t.is_finite() => Ok(t.floor()),
+        Value::DateTime(d) => Ok(unix_seconds(d)),
+        _ => Err(Fault::invalid(format!(
+            "{what} must be a time: Unix seconds (int, i8 or double) or a dateTime.iso8601 in UTC"
+        ))),
+    }
+}
+
+/// Unix seconds of a UTC calendar time (days from the civil calendar, after Howard Hinnant).
+fn unix_seconds(d: &dxr::DateTime) -> f64 {
+    let (y, m) = (i64::from(d.year()), i64::from(d.month()));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + i64::from(d.day()) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86400 + i64::from(d.hour()) * 3600 + i64::from(d.minute()) * 60 + i64::from(d.second())) as f64
 }
 
 pub fn string(s: impl Into<String>) -> Value {
@@ -288,7 +328,7 @@ fn get_interfaces(tb: &Testbed, call: &Call, state: &State) -> PlcResult<Value> 
                     "network",
                     string(format!("{}.{}.{}.{}", octets[0], octets[1], octets[2], octets[3] & 0xf0)),
                 ),
-                ("bwlimit", w.bw_limit_kbps.map_or(Value::Nil, |kbps| Value::Integer((kbps * 1000) as i32))),
+                ("bwlimit", w.bw_limit_kbps.map_or(Value::Nil, |kbps| wide(i64::from(kbps) * 1000))),
                 ("hostname", Value::Nil),
             ])
         })
@@ -480,8 +520,8 @@ fn update_slice(tb: &Testbed, call: &Call, state: &mut State, caller: &Person, n
             ("description", Value::String(s)) => updated.description = s.clone(),
             ("url", Value::String(s)) => updated.url = s.clone(),
             ("max_nodes", Value::Integer(n)) if *n > 0 => updated.max_nodes = *n,
-            ("expires", Value::Integer(t)) => {
-                updated.expires = renewal(tb, caller, &updated, f64::from(*t), now)?;
+            ("expires", t) => {
+                updated.expires = renewal(tb, caller, &updated, time_arg(t, "expires")?, now)?;
                 updated.renewals += 1;
             }
             (key, _) => return Err(Fault::invalid(format!("Invalid or unsupported slice field {key}"))),

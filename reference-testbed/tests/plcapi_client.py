@@ -3,12 +3,18 @@
 
 Usage: plcapi_client.py URL ADMIN_EMAIL ADMIN_PASSWORD. Prints OK and exits 0 when every check holds.
 """
+import datetime
 import sys
 import xmlrpc.client
 
 url, email, password = sys.argv[1:4]
 api = xmlrpc.client.ServerProxy(url, allow_none=True)
 admin = {"AuthMethod": "password", "Username": email, "AuthString": password}
+
+
+def stamp(t):
+    """A time to send: xmlrpc.client refuses ints beyond 32 bits, so times past 2038 go as a float."""
+    return t if -2**31 <= t < 2**31 else float(t)
 
 
 def fault_code(call, *args):
@@ -48,11 +54,18 @@ assert api.AddSliceToNodes(pi, slice_id, hosts) == 1, "binding twice is harmless
 record = api.GetSlices(pi, [slice_id])[0]
 assert sorted(record["node_ids"]) == sorted(n["node_id"] for n in nodes[:3])
 
-# Renew by raising expires, then read back what was granted.
+# Renew by raising expires, then read back what was granted. Times are ints (sent as i8 past 2038).
 old = record["expires"]
-assert api.UpdateSlice(pi, slice_id, {"expires": old + 7 * 86400}) == 1
+assert isinstance(old, int) and isinstance(record["created"], int), record
+assert api.UpdateSlice(pi, slice_id, {"expires": stamp(old + 7 * 86400)}) == 1
 new = api.GetSlices(pi, {"name": "princeton_pyscript"}, ["expires"])[0]["expires"]
 assert old < new <= old + 7 * 86400, (old, new)
+# A datetime goes as dateTime.iso8601, read as UTC.
+later = datetime.datetime.fromtimestamp(new + 86400, tz=datetime.timezone.utc)
+assert api.UpdateSlice(pi, slice_id, {"expires": later}) == 1
+newer = api.GetSlices(pi, [slice_id], ["expires"])[0]["expires"]
+assert new < newer <= new + 86400, (new, newer)
+assert len(api.GetSlices(pi, {"[expires": stamp(newer), "]expires": stamp(newer)})) == 1
 assert fault_code(api.UpdateSlice, pi, slice_id, {"expires": 1}) == 102
 
 ticket = api.GetSliceTicket(pi, slice_id)

@@ -618,3 +618,48 @@ async fn get_slivers_shows_only_slices_the_caller_may_see() {
     let hidden = plc.ok("GetSlices", vec![williams, s("princeton_hidden")]).await;
     assert!(list(&hidden).is_empty(), "as GetSlices hides it");
 }
+
+/// Past 2038 times no longer fit XML-RPC's 32-bit `int`: they go out as `i8` (times that fit still go out
+/// as `int`), and come in as `int`, `i8`, `double` or `dateTime.iso8601`. Filters compare them across widths.
+#[tokio::test]
+async fn times_past_2038_travel_as_i8() {
+    let mut profile = Profile::mild();
+    quiet(&mut profile);
+    // 2038-01-19T03:14:07Z is i32::MAX; start an hour before it, so the slice's lease already ends after it.
+    let tb = Testbed::new(Settings {
+        clock: Clock::scaled(f64::from(i32::MAX) - 3600.0, 1.0),
+        ..settings(profile, 10, 1.0)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(reference_testbed::serve(tb.clone(), listener, std::future::pending()));
+    let plc = Plc { url, tb, http: reqwest::Client::new() };
+    let id = plc.slice("princeton_late").await;
+    let got = plc.ok("GetSlices", vec![admin(), i(id)]).await;
+    let created = field(&list(&got)[0], "created");
+    assert!(matches!(created, Value::Integer(t) if *t > 2_147_000_000), "still an int: {created:?}");
+    let expires = match field(&list(&got)[0], "expires") {
+        Value::Long(t) => *t,
+        other => panic!("expires past 2038 is an i8, not {other:?}"),
+    };
+    assert_eq!(expires, i64::from(i32::MAX) - 3600 + 14 * 86400);
+    let renew = |t: Value| st(&[("expires", t)]);
+    plc.ok("UpdateSlice", vec![admin(), i(id), renew(Value::Long(expires + 86400))]).await;
+    let read = || async { plc.ok("GetSlices", vec![admin(), i(id), Value::Array(vec![s("expires")])]).await };
+    assert_eq!(field(&list(&read().await)[0], "expires"), &Value::Long(expires + 86400));
+    plc.ok("UpdateSlice", vec![admin(), i(id), renew(Value::Double((expires + 2 * 86400) as f64 + 0.5))])
+        .await;
+    assert_eq!(field(&list(&read().await)[0], "expires"), &Value::Long(expires + 2 * 86400));
+    // 2038-03-01T00:00:00Z = 2151014400.
+    let march: dxr::DateTime = "20380301T00:00:00".parse().unwrap();
+    plc.ok("UpdateSlice", vec![admin(), i(id), renew(Value::DateTime(march))]).await;
+    assert_eq!(field(&list(&read().await)[0], "expires"), &Value::Long(2_151_014_400));
+    assert_eq!(plc.fault("UpdateSlice", vec![admin(), i(id), renew(s("tomorrow"))]).await.0, 102);
+    // Filters compare an i8 field with int, i8 and double bounds.
+    for bound in [Value::Integer(i32::MAX), Value::Long(2_151_014_399), Value::Double(2.0e9)] {
+        let found = plc.ok("GetSlices", vec![admin(), st(&[(">expires", bound.clone())])]).await;
+        assert_eq!(list(&found).len(), 1, "{bound:?}");
+    }
+    let exact = plc.ok("GetSlices", vec![admin(), st(&[("expires", Value::Long(2_151_014_400))])]).await;
+    assert_eq!(list(&exact).len(), 1);
+}
