@@ -2,10 +2,14 @@
 
 use crate::audit;
 use crate::auth::{Caller, hash_password, verify_password};
-use crate::db::entity::user;
+use crate::clock::Clock;
+use crate::db::{entity::user, unique_as};
 use crate::error::{AppError, AppResult};
 use model::accounts::UserView;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionSession,
+    TransactionTrait,
+};
 use serde_json::json;
 
 pub const MIN_PASSWORD: usize = 10;
@@ -59,9 +63,11 @@ pub fn validate_password(password: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Creates a user. Used by registration and by `portolan admin create-user`.
-pub async fn create_user(
-    db: &DatabaseConnection,
+/// Creates a user. Used by registration and by `portolan admin create-user`. The user and its audit row
+/// commit together.
+pub async fn create_user<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    clock: &Clock,
     email: &str,
     name: &str,
     password: &str,
@@ -71,38 +77,42 @@ pub async fn create_user(
     let name = validate_name(name)?;
     validate_password(password)?;
     let password_hash = hash_password(password)?;
+    let now = clock.now();
+    let txn = db.begin().await?;
     let user = user::ActiveModel {
         email: Set(email.clone()),
         name: Set(name),
         password_hash: Set(password_hash),
         is_operator: Set(operator),
-        created_at: Set(chrono::Utc::now()),
+        created_at: Set(now),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&txn)
     .await
-    .map_err(|e| match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            AppError::invalid("email", "an account with this email exists already")
-        }
-        _ => e.into(),
-    })?;
-    audit::record(db, Some(user.id), "user.create", &email, json!({ "operator": operator })).await?;
+    .map_err(|e| unique_as(e, || AppError::invalid("email", "an account with this email exists already")))?;
+    audit::record(&txn, now, Some(user.id), "user.create", &email, json!({ "operator": operator })).await?;
+    txn.commit().await?;
     Ok(user.into())
 }
 
-pub async fn register(
-    db: &DatabaseConnection,
+pub async fn register<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    clock: &Clock,
     email: &str,
     name: &str,
     password: &str,
 ) -> AppResult<UserView> {
-    create_user(db, email, name, password, false).await
+    create_user(db, clock, email, name, password, false).await
 }
 
 /// Checks an email and password. The same error for an unknown email and a wrong password, and the same
 /// work (one argon2 verification) for both, so neither reveals which accounts exist.
-pub async fn authenticate(db: &DatabaseConnection, email: &str, password: &str) -> AppResult<UserView> {
+pub async fn authenticate(
+    db: &impl ConnectionTrait,
+    clock: &Clock,
+    email: &str,
+    password: &str,
+) -> AppResult<UserView> {
     static DUMMY: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| hash_password("not a password of anyone").unwrap_or_default());
     let email = email.trim().to_lowercase();
@@ -110,17 +120,17 @@ pub async fn authenticate(db: &DatabaseConnection, email: &str, password: &str) 
     let ok = verify_password(password, found.as_ref().map_or(DUMMY.as_str(), |u| u.password_hash.as_str()));
     match found {
         Some(user) if ok => {
-            audit::record(db, Some(user.id), "login", &email, json!({ "ok": true })).await?;
+            audit::record(db, clock.now(), Some(user.id), "login", &email, json!({ "ok": true })).await?;
             Ok(user.into())
         }
         _ => {
-            audit::record(db, None, "login", &email, json!({ "ok": false })).await?;
+            audit::record(db, clock.now(), None, "login", &email, json!({ "ok": false })).await?;
             Err(AppError::new(crate::error::ErrorCode::Unauthenticated, "wrong email or password"))
         }
     }
 }
 
-pub async fn me(db: &DatabaseConnection, caller: &Caller) -> AppResult<UserView> {
+pub async fn me(db: &impl ConnectionTrait, caller: &Caller) -> AppResult<UserView> {
     user::Entity::find_by_id(caller.user_id)
         .one(db)
         .await?
@@ -128,17 +138,24 @@ pub async fn me(db: &DatabaseConnection, caller: &Caller) -> AppResult<UserView>
         .ok_or_else(AppError::unauthenticated)
 }
 
-/// Grants or withdraws the operator role (command line only).
-pub async fn set_operator(db: &DatabaseConnection, email: &str, operator: bool) -> AppResult<UserView> {
+/// Grants or withdraws the operator role (command line only); the change and its audit row commit together.
+pub async fn set_operator<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    clock: &Clock,
+    email: &str,
+    operator: bool,
+) -> AppResult<UserView> {
     let email = email.trim().to_lowercase();
+    let txn = db.begin().await?;
     let user = user::Entity::find()
         .filter(user::Column::Email.eq(&email))
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found(format!("user {email}")))?;
     let mut active: user::ActiveModel = user.into();
     active.is_operator = Set(operator);
-    let user = active.update(db).await?;
-    audit::record(db, None, "user.operator", &email, json!({ "operator": operator })).await?;
+    let user = active.update(&txn).await?;
+    audit::record(&txn, clock.now(), None, "user.operator", &email, json!({ "operator": operator })).await?;
+    txn.commit().await?;
     Ok(user.into())
 }

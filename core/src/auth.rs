@@ -1,6 +1,7 @@
 //! Who is calling: a browser session or an API token, resolved to a [`Caller`] that every service function
 //! takes, so that authorization is decided in the service layer, the same for the UI and the REST API.
 
+use crate::clock::Clock;
 use crate::db::entity::{api_token, user};
 use crate::error::{AppError, AppResult};
 use argon2::{
@@ -9,7 +10,7 @@ use argon2::{
 };
 use axum::http::{HeaderMap, header::AUTHORIZATION};
 use model::tokens::Scope;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use sha2::{Digest, Sha256};
 use tower_sessions::Session;
 
@@ -86,7 +87,7 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-async fn user_caller(db: &DatabaseConnection, user_id: i32, via: Via) -> AppResult<Option<Caller>> {
+async fn user_caller(db: &impl ConnectionTrait, user_id: i32, via: Via) -> AppResult<Option<Caller>> {
     Ok(user::Entity::find_by_id(user_id).one(db).await?.map(|u| Caller {
         user_id: u.id,
         operator: u.is_operator,
@@ -95,7 +96,11 @@ async fn user_caller(db: &DatabaseConnection, user_id: i32, via: Via) -> AppResu
 }
 
 /// The caller behind a `Authorization: Bearer …` header, if it holds a live token.
-pub async fn caller_from_token(db: &DatabaseConnection, token: &str) -> AppResult<Option<Caller>> {
+pub async fn caller_from_token(
+    db: &impl ConnectionTrait,
+    clock: &Clock,
+    token: &str,
+) -> AppResult<Option<Caller>> {
     let Some(row) = api_token::Entity::find()
         .filter(api_token::Column::TokenHash.eq(hash_token(token)))
         .filter(api_token::Column::RevokedAt.is_null())
@@ -104,10 +109,10 @@ pub async fn caller_from_token(db: &DatabaseConnection, token: &str) -> AppResul
     else {
         return Ok(None);
     };
-    let scope = Scope::parse(&row.scopes).unwrap_or(Scope::Read);
+    let scope: Scope = row.scopes.into();
     let (id, user_id) = (row.id, row.user_id);
     // "Last used" is shown to a minute: a script calling in a loop must not cost a write per call.
-    let now = chrono::Utc::now();
+    let now = clock.now();
     if row.last_used_at.is_none_or(|at| now - at >= LAST_USED_RESOLUTION) {
         let mut active: api_token::ActiveModel = row.into();
         active.last_used_at = Set(Some(now));
@@ -116,7 +121,7 @@ pub async fn caller_from_token(db: &DatabaseConnection, token: &str) -> AppResul
     user_caller(db, user_id, Via::Token { id, scope }).await
 }
 
-pub async fn caller_from_session(db: &DatabaseConnection, session: &Session) -> AppResult<Option<Caller>> {
+pub async fn caller_from_session(db: &impl ConnectionTrait, session: &Session) -> AppResult<Option<Caller>> {
     let user_id: Option<i32> = session.get(SESSION_USER_KEY).await.map_err(AppError::internal)?;
     match user_id {
         Some(id) => user_caller(db, id, Via::Session).await,
@@ -127,7 +132,8 @@ pub async fn caller_from_session(db: &DatabaseConnection, session: &Session) -> 
 /// Resolves the caller: a bearer token wins over a session cookie; a present but bad token is refused
 /// rather than silently falling back to the cookie.
 pub async fn caller(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
+    clock: &Clock,
     headers: &HeaderMap,
     session: Option<&Session>,
 ) -> AppResult<Caller> {
@@ -138,7 +144,7 @@ pub async fn caller(
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(AppError::unauthenticated)?;
-        return caller_from_token(db, token).await?.ok_or_else(AppError::unauthenticated);
+        return caller_from_token(db, clock, token).await?.ok_or_else(AppError::unauthenticated);
     }
     match session {
         Some(session) => caller_from_session(db, session).await?.ok_or_else(AppError::unauthenticated),

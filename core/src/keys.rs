@@ -2,12 +2,14 @@
 
 use crate::audit;
 use crate::auth::Caller;
-use crate::db::entity::ssh_key;
+use crate::clock::Clock;
+use crate::db::{entity::ssh_key, lock_user, unique_as};
 use crate::error::{AppError, AppResult};
 use ::ssh_key::{HashAlg, PublicKey};
 use model::keys::KeyView;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    Set, TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 
@@ -92,7 +94,7 @@ impl From<ssh_key::Model> for KeyView {
     }
 }
 
-pub async fn list(db: &DatabaseConnection, caller: &Caller) -> AppResult<Vec<KeyView>> {
+pub async fn list(db: &impl ConnectionTrait, caller: &Caller) -> AppResult<Vec<KeyView>> {
     Ok(ssh_key::Entity::find()
         .filter(ssh_key::Column::UserId.eq(caller.user_id))
         .order_by_asc(ssh_key::Column::Id)
@@ -103,11 +105,21 @@ pub async fn list(db: &DatabaseConnection, caller: &Caller) -> AppResult<Vec<Key
         .collect())
 }
 
-pub async fn add(db: &DatabaseConnection, caller: &Caller, text: &str) -> AppResult<KeyView> {
+/// Adds a key. The limit holds under concurrency: the user's writers are serialised ([`lock_user`]) before
+/// the keys are counted, and the count, the insert and the audit row are one transaction.
+pub async fn add<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    clock: &Clock,
+    caller: &Caller,
+    text: &str,
+) -> AppResult<KeyView> {
     caller.require_write()?;
     let parsed = parse_key(text)?;
-    use sea_orm::PaginatorTrait;
-    let count = ssh_key::Entity::find().filter(ssh_key::Column::UserId.eq(caller.user_id)).count(db).await?;
+    let now = clock.now();
+    let txn = db.begin().await?;
+    lock_user(&txn, caller.user_id).await?;
+    let count =
+        ssh_key::Entity::find().filter(ssh_key::Column::UserId.eq(caller.user_id)).count(&txn).await?;
     if count >= MAX_KEYS_PER_USER {
         return Err(AppError::invalid("public_key", format!("at most {MAX_KEYS_PER_USER} keys per user")));
     }
@@ -117,31 +129,44 @@ pub async fn add(db: &DatabaseConnection, caller: &Caller, text: &str) -> AppRes
         public_key: Set(parsed.openssh),
         comment: Set(parsed.comment),
         fingerprint: Set(parsed.fingerprint.clone()),
-        created_at: Set(chrono::Utc::now()),
+        created_at: Set(now),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&txn)
     .await
-    .map_err(|e| match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => AppError::invalid(
-            "public_key",
-            format!("you have added this key already ({})", parsed.fingerprint),
-        ),
-        _ => e.into(),
+    .map_err(|e| {
+        unique_as(e, || {
+            AppError::invalid(
+                "public_key",
+                format!("you have added this key already ({})", parsed.fingerprint),
+            )
+        })
     })?;
-    audit::record(db, Some(caller.user_id), "key.add", &key.fingerprint, json!({})).await?;
+    audit::record(&txn, now, Some(caller.user_id), "key.add", &key.fingerprint, json!({})).await?;
+    txn.commit().await?;
     Ok(key.into())
 }
 
-pub async fn delete(db: &DatabaseConnection, caller: &Caller, id: i32) -> AppResult<()> {
+pub async fn delete<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    clock: &Clock,
+    caller: &Caller,
+    id: i32,
+) -> AppResult<()> {
     caller.require_write()?;
+    let txn = db.begin().await?;
     let key = ssh_key::Entity::find_by_id(id)
         .filter(ssh_key::Column::UserId.eq(caller.user_id))
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found(format!("key {id}")))?;
-    ssh_key::Entity::delete_by_id(key.id).exec(db).await?;
-    audit::record(db, Some(caller.user_id), "key.delete", &key.fingerprint, json!({})).await?;
+    let deleted = ssh_key::Entity::delete_by_id(key.id).exec(&txn).await?.rows_affected;
+    if deleted == 0 {
+        // Deleted meanwhile by a concurrent call, which recorded it.
+        return Err(AppError::not_found(format!("key {id}")));
+    }
+    audit::record(&txn, clock.now(), Some(caller.user_id), "key.delete", &key.fingerprint, json!({})).await?;
+    txn.commit().await?;
     Ok(())
 }
 

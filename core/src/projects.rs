@@ -3,14 +3,15 @@
 
 use crate::audit;
 use crate::auth::Caller;
-use crate::db::entity::{join_request, membership, project, user};
+use crate::clock::Clock;
+use crate::db::entity::{JoinStatus, MemberRole, join_request, membership, project, user};
+use crate::db::unique_as;
 use crate::error::{AppError, AppResult};
-use model::projects::{
-    JoinRequestView, MemberView, ProjectDetail, ProjectView, RequestStatus, Role, validate_name,
-};
+use model::projects::{JoinRequestView, MemberView, ProjectDetail, ProjectView, Role, validate_name};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 use std::collections::HashMap;
@@ -19,25 +20,14 @@ fn view(p: project::Model, my_role: Option<Role>) -> ProjectView {
     ProjectView { id: p.id, name: p.name, description: p.description, created_at: p.created_at, my_role }
 }
 
-fn status_of(text: &str) -> RequestStatus {
-    match text {
-        "approved" => RequestStatus::Approved,
-        "rejected" => RequestStatus::Rejected,
-        _ => RequestStatus::Pending,
-    }
-}
-
-async fn role_of(db: &DatabaseConnection, project_id: i32, user_id: i32) -> AppResult<Option<Role>> {
-    Ok(membership::Entity::find_by_id((project_id, user_id))
-        .one(db)
-        .await?
-        .and_then(|m| Role::parse(&m.role)))
+async fn role_of(db: &impl ConnectionTrait, project_id: i32, user_id: i32) -> AppResult<Option<Role>> {
+    Ok(membership::Entity::find_by_id((project_id, user_id)).one(db).await?.map(|m| m.role.into()))
 }
 
 /// The project called `name` if the caller may see it (member or operator), with the caller's role.
 /// Anything else is `not_found`, so that names of other projects do not leak through this path.
 pub async fn visible(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     caller: &Caller,
     name: &str,
 ) -> AppResult<(project::Model, Option<Role>)> {
@@ -55,13 +45,13 @@ pub async fn visible(
 }
 
 /// The caller's projects; operators get every project.
-pub async fn list(db: &DatabaseConnection, caller: &Caller) -> AppResult<Vec<ProjectView>> {
+pub async fn list(db: &impl ConnectionTrait, caller: &Caller) -> AppResult<Vec<ProjectView>> {
     let roles: HashMap<i32, Role> = membership::Entity::find()
         .filter(membership::Column::UserId.eq(caller.user_id))
         .all(db)
         .await?
         .into_iter()
-        .filter_map(|m| Role::parse(&m.role).map(|r| (m.project_id, r)))
+        .map(|m| (m.project_id, m.role.into()))
         .collect();
     let mut query = project::Entity::find().order_by_asc(project::Column::Name);
     if !caller.operator {
@@ -78,8 +68,9 @@ pub async fn list(db: &DatabaseConnection, caller: &Caller) -> AppResult<Vec<Pro
         .collect())
 }
 
-pub async fn create(
-    db: &DatabaseConnection,
+pub async fn create<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    clock: &Clock,
     caller: &Caller,
     name: &str,
     description: &str,
@@ -91,7 +82,7 @@ pub async fn create(
     if description.chars().count() > 1000 {
         return Err(AppError::invalid("description", "the description may have at most 1000 characters"));
     }
-    let now = chrono::Utc::now();
+    let now = clock.now();
     let txn = db.begin().await?;
     let project = project::ActiveModel {
         name: Set(name.to_owned()),
@@ -102,28 +93,25 @@ pub async fn create(
     }
     .insert(&txn)
     .await
-    .map_err(|e| match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            AppError::invalid("name", format!("a project called {name} exists already"))
-        }
-        _ => e.into(),
+    .map_err(|e| {
+        unique_as(e, || AppError::invalid("name", format!("a project called {name} exists already")))
     })?;
     membership::ActiveModel {
         project_id: Set(project.id),
         user_id: Set(caller.user_id),
-        role: Set(Role::Leader.as_str().to_owned()),
+        role: Set(MemberRole::Leader),
         created_at: Set(now),
     }
     .insert(&txn)
     .await?;
-    audit::record(&txn, Some(caller.user_id), "project.create", name, json!({})).await?;
+    audit::record(&txn, now, Some(caller.user_id), "project.create", name, json!({})).await?;
     txn.commit().await?;
     Ok(view(project, Some(Role::Leader)))
 }
 
-pub async fn detail(db: &DatabaseConnection, caller: &Caller, name: &str) -> AppResult<ProjectDetail> {
+pub async fn detail(db: &impl ConnectionTrait, caller: &Caller, name: &str) -> AppResult<ProjectDetail> {
     let (project, role) = visible(db, caller, name).await?;
-    let members = members(db, project.id).await?;
+    let members = members_of(db, project.id).await?;
     let requests = if role == Some(Role::Leader) || caller.operator {
         requests_of(db, Some(project.id), None, true).await?
     } else {
@@ -132,8 +120,16 @@ pub async fn detail(db: &DatabaseConnection, caller: &Caller, name: &str) -> App
     Ok(ProjectDetail { project: view(project, role), members, requests })
 }
 
-/// Members of a project with their names and emails (two indexed queries).
-pub async fn members(db: &DatabaseConnection, project_id: i32) -> AppResult<Vec<MemberView>> {
+/// Members of the project called `name`, for those who may see it ([`visible`]: its members and operators;
+/// anyone else gets `not_found`).
+pub async fn members(db: &impl ConnectionTrait, caller: &Caller, name: &str) -> AppResult<Vec<MemberView>> {
+    let (project, _) = visible(db, caller, name).await?;
+    members_of(db, project.id).await
+}
+
+/// Members of a project with their names and emails (two indexed queries). Unscoped: callers check
+/// visibility first.
+async fn members_of(db: &impl ConnectionTrait, project_id: i32) -> AppResult<Vec<MemberView>> {
     let memberships = membership::Entity::find()
         .filter(membership::Column::ProjectId.eq(project_id))
         .order_by_asc(membership::Column::CreatedAt)
@@ -148,7 +144,7 @@ pub async fn members(db: &DatabaseConnection, project_id: i32) -> AppResult<Vec<
                 user_id: u.id,
                 name: u.name.clone(),
                 email: u.email.clone(),
-                role: Role::parse(&m.role)?,
+                role: m.role.into(),
                 joined_at: m.created_at,
             })
         })
@@ -156,7 +152,7 @@ pub async fn members(db: &DatabaseConnection, project_id: i32) -> AppResult<Vec<
 }
 
 async fn users_by_id(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     ids: impl Iterator<Item = i32>,
 ) -> AppResult<HashMap<i32, user::Model>> {
     let ids: Vec<i32> = ids.collect();
@@ -171,7 +167,7 @@ async fn users_by_id(
 
 /// Join requests filtered by project and/or requesting user.
 async fn requests_of(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     project_id: Option<i32>,
     user_id: Option<i32>,
     pending_only: bool,
@@ -184,7 +180,7 @@ async fn requests_of(
         query = query.filter(join_request::Column::UserId.eq(u));
     }
     if pending_only {
-        query = query.filter(join_request::Column::Status.eq("pending"));
+        query = query.filter(join_request::Column::Status.eq(JoinStatus::Pending));
     }
     let rows = query.all(db).await?;
     let users = users_by_id(db, rows.iter().map(|r| r.user_id)).await?;
@@ -206,20 +202,20 @@ async fn requests_of(
                 user_name: u.name.clone(),
                 user_email: u.email.clone(),
                 message: r.message,
-                status: status_of(&r.status),
+                status: r.status.into(),
                 created_at: r.created_at,
             })
         })
         .collect())
 }
 
-pub async fn my_requests(db: &DatabaseConnection, caller: &Caller) -> AppResult<Vec<JoinRequestView>> {
+pub async fn my_requests(db: &impl ConnectionTrait, caller: &Caller) -> AppResult<Vec<JoinRequestView>> {
     requests_of(db, None, Some(caller.user_id), false).await
 }
 
 /// Pending requests of a project, for its leaders and operators.
 pub async fn pending_requests(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     caller: &Caller,
     name: &str,
 ) -> AppResult<Vec<JoinRequestView>> {
@@ -231,8 +227,12 @@ pub async fn pending_requests(
 }
 
 /// Asks to join the project called `name`. Knowing a project's name is what lets one ask.
-pub async fn request_join(
-    db: &DatabaseConnection,
+///
+/// At most one pending request per user and project: the partial unique index `join_requests_one_pending`
+/// decides, so two concurrent asks store one row and the other hears `conflict`.
+pub async fn request_join<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    clock: &Clock,
     caller: &Caller,
     name: &str,
     message: &str,
@@ -251,34 +251,40 @@ pub async fn request_join(
     if role_of(db, project.id, caller.user_id).await?.is_some() {
         return Err(AppError::conflict(format!("you are a member of {name} already")));
     }
-    let pending = join_request::Entity::find()
-        .filter(join_request::Column::ProjectId.eq(project.id))
-        .filter(join_request::Column::UserId.eq(caller.user_id))
-        .filter(join_request::Column::Status.eq("pending"))
-        .one(db)
-        .await?;
-    if pending.is_some() {
-        return Err(AppError::conflict(format!("you have asked to join {name} already")));
-    }
+    let now = clock.now();
+    let txn = db.begin().await?;
     let row = join_request::ActiveModel {
         project_id: Set(project.id),
         user_id: Set(caller.user_id),
         message: Set(message.to_owned()),
-        status: Set("pending".to_owned()),
-        created_at: Set(chrono::Utc::now()),
+        status: Set(JoinStatus::Pending),
+        created_at: Set(now),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&txn)
+    .await
+    .map_err(|e| unique_as(e, || AppError::conflict(format!("you have asked to join {name} already"))))?;
+    audit::record(
+        &txn,
+        now,
+        Some(caller.user_id),
+        "project.join_request",
+        name,
+        json!({ "request": row.id }),
+    )
     .await?;
-    audit::record(db, Some(caller.user_id), "project.join_request", name, json!({ "request": row.id }))
-        .await?;
+    txn.commit().await?;
     let mut views = requests_of(db, Some(project.id), Some(caller.user_id), true).await?;
     views.pop().ok_or_else(|| AppError::internal("join request vanished after insert"))
 }
 
 /// A leader (or operator) approves or rejects a pending request; approval makes the user a member.
-pub async fn decide(
-    db: &DatabaseConnection,
+///
+/// The decision is one conditional update (`… WHERE id = ? AND status = 'pending'`): of concurrent
+/// decisions on one request exactly one changes it, the others change nothing and hear `conflict`.
+pub async fn decide<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    clock: &Clock,
     caller: &Caller,
     id: i32,
     approve: bool,
@@ -295,29 +301,42 @@ pub async fn decide(
             not_found()
         });
     }
-    if request.status != "pending" {
-        return Err(AppError::conflict(format!("join request {id} was {} already", request.status)));
+    let decided_already =
+        || AppError::conflict(format!("join request {id} was decided already (approved or rejected)"));
+    if request.status != JoinStatus::Pending {
+        return Err(decided_already());
     }
-    let now = chrono::Utc::now();
+    let now = clock.now();
     let (project_id, user_id) = (request.project_id, request.user_id);
+    let status = if approve { JoinStatus::Approved } else { JoinStatus::Rejected };
     let txn = db.begin().await?;
-    let mut active: join_request::ActiveModel = request.into();
-    active.status = Set(if approve { "approved" } else { "rejected" }.to_owned());
-    active.decided_by = Set(Some(caller.user_id));
-    active.decided_at = Set(Some(now));
-    active.update(&txn).await?;
-    if approve && membership::Entity::find_by_id((project_id, user_id)).one(&txn).await?.is_none() {
-        membership::ActiveModel {
+    let changed = join_request::Entity::update_many()
+        .col_expr(join_request::Column::Status, Expr::value(status))
+        .col_expr(join_request::Column::DecidedBy, Expr::value(Some(caller.user_id)))
+        .col_expr(join_request::Column::DecidedAt, Expr::value(Some(now)))
+        .filter(join_request::Column::Id.eq(id))
+        .filter(join_request::Column::Status.eq(JoinStatus::Pending))
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if changed != 1 {
+        return Err(decided_already());
+    }
+    if approve {
+        // A member already (an operator added them, say): the membership stays as it is.
+        membership::Entity::insert(membership::ActiveModel {
             project_id: Set(project_id),
             user_id: Set(user_id),
-            role: Set(Role::Member.as_str().to_owned()),
+            role: Set(MemberRole::Member),
             created_at: Set(now),
-        }
-        .insert(&txn)
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(&txn)
         .await?;
     }
     audit::record(
         &txn,
+        now,
         Some(caller.user_id),
         "project.join_decision",
         &id.to_string(),

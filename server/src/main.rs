@@ -122,6 +122,7 @@ async fn shutdown_signal() {
 
 async fn run_admin(config: Config, admin: Admin) -> anyhow::Result<()> {
     let db = open_database(&config).await?;
+    let clock = portolan_core::clock::Clock::real();
     let user = match admin {
         Admin::CreateUser { email, name, operator } => {
             let mut password = String::new();
@@ -130,10 +131,10 @@ async fn run_admin(config: Config, admin: Admin) -> anyhow::Result<()> {
                 .read_line(&mut password)
                 .context("cannot read the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            portolan_core::accounts::create_user(&db, &email, &name, password, operator).await?
+            portolan_core::accounts::create_user(&db, &clock, &email, &name, password, operator).await?
         }
         Admin::MakeOperator { email, revoke } => {
-            portolan_core::accounts::set_operator(&db, &email, !revoke).await?
+            portolan_core::accounts::set_operator(&db, &clock, &email, !revoke).await?
         }
     };
     println!("{} <{}> operator={}", user.name, user.email, user.is_operator);

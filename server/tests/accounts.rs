@@ -133,11 +133,25 @@ async fn forged_session_cookies_are_strangers(app: TestApp) {
 
 async fn operators_are_made_on_the_command_line(app: TestApp) {
     let browser = app.user("ops@example.org").await;
-    let user = portolan_core::accounts::set_operator(&app.db, "OPS@example.org", true).await.unwrap();
+    let user = portolan_core::accounts::set_operator(
+        &app.db,
+        &portolan_core::clock::Clock::real(),
+        "OPS@example.org",
+        true,
+    )
+    .await
+    .unwrap();
     assert!(user.is_operator);
     let (_, me) = app.get(&browser, "/me", None).await;
     assert_eq!(me["is_operator"], true);
-    let err = portolan_core::accounts::set_operator(&app.db, "nobody@example.org", true).await.unwrap_err();
+    let err = portolan_core::accounts::set_operator(
+        &app.db,
+        &portolan_core::clock::Clock::real(),
+        "nobody@example.org",
+        true,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code, model::error::ErrorCode::NotFound);
 }
 

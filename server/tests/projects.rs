@@ -3,6 +3,7 @@
 mod common;
 
 use common::TestApp;
+use portolan_core::clock::Clock;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -104,7 +105,7 @@ async fn operators_see_every_project(app: TestApp) {
     let ada = app.user("ada@example.org").await;
     app.create_project(&ada, "wanlab").await;
     let ops = app.user("ops@example.org").await;
-    portolan_core::accounts::set_operator(&app.db, "ops@example.org", true).await.unwrap();
+    portolan_core::accounts::set_operator(&app.db, &Clock::real(), "ops@example.org", true).await.unwrap();
     let (_, list) = app.get(&ops, "/projects", None).await;
     assert_eq!(list[0]["name"], "wanlab");
     assert_eq!(list[0]["my_role"], serde_json::Value::Null);

@@ -12,7 +12,7 @@ pub async fn register(email: String, name: String, password: String) -> Result<U
     respond(
         async {
             let state = request::state()?;
-            let user = accounts::register(&state.db, &email, &name, &password).await?;
+            let user = accounts::register(&state.db, &state.clock, &email, &name, &password).await?;
             auth::log_in(&request::session().await?, user.id).await?;
             leptos_axum::redirect("/");
             Ok(user)
@@ -28,7 +28,7 @@ pub async fn login(email: String, password: String) -> Result<UserView, AppError
     respond(
         async {
             let state = request::state()?;
-            let user = accounts::authenticate(&state.db, &email, &password).await?;
+            let user = accounts::authenticate(&state.db, &state.clock, &email, &password).await?;
             auth::log_in(&request::session().await?, user.id).await?;
             leptos_axum::redirect("/");
             Ok(user)
@@ -46,7 +46,15 @@ pub async fn logout() -> Result<(), AppError> {
             let state = request::state()?;
             let session = request::session().await?;
             if let Some(caller) = auth::caller_from_session(&state.db, &session).await? {
-                audit::record(&state.db, Some(caller.user_id), "logout", "", serde_json::json!({})).await?;
+                audit::record(
+                    &state.db,
+                    state.clock.now(),
+                    Some(caller.user_id),
+                    "logout",
+                    "",
+                    serde_json::json!({}),
+                )
+                .await?;
             }
             auth::log_out(&session).await?;
             leptos_axum::redirect("/login");

@@ -12,10 +12,15 @@ pub async fn list_keys() -> Result<Vec<KeyView>, AppError> {
 
 #[server(prefix = "/sf", endpoint = "add_key")]
 pub async fn add_key(public_key: String) -> Result<KeyView, AppError> {
-    crate::for_caller!(|state, caller| portolan_core::keys::add(&state.db, &caller, &public_key))
+    crate::for_caller!(|state, caller| portolan_core::keys::add(
+        &state.db,
+        &state.clock,
+        &caller,
+        &public_key
+    ))
 }
 
 #[server(prefix = "/sf", endpoint = "delete_key")]
 pub async fn delete_key(id: i32) -> Result<(), AppError> {
-    crate::for_caller!(|state, caller| portolan_core::keys::delete(&state.db, &caller, id))
+    crate::for_caller!(|state, caller| portolan_core::keys::delete(&state.db, &state.clock, &caller, id))
 }

@@ -15,6 +15,7 @@ pub async fn list_projects() -> Result<Vec<ProjectView>, AppError> {
 pub async fn create_project(name: String, description: String) -> Result<ProjectView, AppError> {
     crate::for_caller!(|state, caller| portolan_core::projects::create(
         &state.db,
+        &state.clock,
         &caller,
         &name,
         &description
@@ -29,7 +30,11 @@ pub async fn get_project(name: String) -> Result<ProjectDetail, AppError> {
 #[server(prefix = "/sf", endpoint = "request_join")]
 pub async fn request_join(project: String, message: String) -> Result<JoinRequestView, AppError> {
     crate::for_caller!(|state, caller| portolan_core::projects::request_join(
-        &state.db, &caller, &project, &message
+        &state.db,
+        &state.clock,
+        &caller,
+        &project,
+        &message
     ))
 }
 
@@ -49,6 +54,6 @@ pub async fn decide_join(id: i32, decision: String) -> Result<JoinRequestView, A
                 return Err(AppError::invalid("decision", "decision is `approve` or `reject`"));
             }
         };
-        portolan_core::projects::decide(&state.db, &caller, id, approve).await
+        portolan_core::projects::decide(&state.db, &state.clock, &caller, id, approve).await
     })
 }

@@ -15,11 +15,11 @@ pub async fn create_token(name: String, scope: String) -> Result<NewToken, AppEr
     crate::for_caller!(|state, caller| async {
         let scope =
             Scope::parse(&scope).ok_or_else(|| AppError::invalid("scope", "scope is `read` or `write`"))?;
-        portolan_core::tokens::create(&state.db, &caller, &name, scope).await
+        portolan_core::tokens::create(&state.db, &state.clock, &caller, &name, scope).await
     })
 }
 
 #[server(prefix = "/sf", endpoint = "revoke_token")]
 pub async fn revoke_token(id: i32) -> Result<(), AppError> {
-    crate::for_caller!(|state, caller| portolan_core::tokens::revoke(&state.db, &caller, id))
+    crate::for_caller!(|state, caller| portolan_core::tokens::revoke(&state.db, &state.clock, &caller, id))
 }

@@ -1,4 +1,8 @@
 //! sea-orm entities, one module per table. Relations are kept out: queries say their joins explicitly.
+//!
+//! Columns with a fixed set of values (a member's role, a join request's status, a token's scopes) are
+//! enums stored as text ([`MemberRole`], [`JoinStatus`], [`TokenScope`]): reading a value outside the set is
+//! an error, never a guess, and the database refuses to store one (the integrity migration's checks).
 
 macro_rules! no_relations {
     () => {
@@ -6,6 +10,86 @@ macro_rules! no_relations {
         pub enum Relation {}
         impl ActiveModelBehavior for ActiveModel {}
     };
+}
+
+use sea_orm::entity::prelude::*;
+
+/// `memberships.role`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum MemberRole {
+    #[sea_orm(string_value = "leader")]
+    Leader,
+    #[sea_orm(string_value = "member")]
+    Member,
+}
+
+impl From<MemberRole> for model::projects::Role {
+    fn from(role: MemberRole) -> Self {
+        match role {
+            MemberRole::Leader => Self::Leader,
+            MemberRole::Member => Self::Member,
+        }
+    }
+}
+
+impl From<model::projects::Role> for MemberRole {
+    fn from(role: model::projects::Role) -> Self {
+        match role {
+            model::projects::Role::Leader => Self::Leader,
+            model::projects::Role::Member => Self::Member,
+        }
+    }
+}
+
+/// `join_requests.status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum JoinStatus {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "approved")]
+    Approved,
+    #[sea_orm(string_value = "rejected")]
+    Rejected,
+}
+
+impl From<JoinStatus> for model::projects::RequestStatus {
+    fn from(status: JoinStatus) -> Self {
+        match status {
+            JoinStatus::Pending => Self::Pending,
+            JoinStatus::Approved => Self::Approved,
+            JoinStatus::Rejected => Self::Rejected,
+        }
+    }
+}
+
+/// `api_tokens.scopes`: the comma-separated scopes a token carries (today `read` or `read,write`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(64))")]
+pub enum TokenScope {
+    #[sea_orm(string_value = "read")]
+    Read,
+    #[sea_orm(string_value = "read,write")]
+    ReadWrite,
+}
+
+impl From<TokenScope> for model::tokens::Scope {
+    fn from(scope: TokenScope) -> Self {
+        match scope {
+            TokenScope::Read => Self::Read,
+            TokenScope::ReadWrite => Self::Write,
+        }
+    }
+}
+
+impl From<model::tokens::Scope> for TokenScope {
+    fn from(scope: model::tokens::Scope) -> Self {
+        match scope {
+            model::tokens::Scope::Read => Self::Read,
+            model::tokens::Scope::Write => Self::ReadWrite,
+        }
+    }
 }
 
 pub mod user {
@@ -53,8 +137,7 @@ pub mod membership {
         pub project_id: i32,
         #[sea_orm(primary_key, auto_increment = false)]
         pub user_id: i32,
-        /// `leader` or `member`.
-        pub role: String,
+        pub role: super::MemberRole,
         pub created_at: DateTimeUtc,
     }
     no_relations!();
@@ -71,8 +154,7 @@ pub mod join_request {
         pub project_id: i32,
         pub user_id: i32,
         pub message: String,
-        /// `pending`, `approved` or `rejected`.
-        pub status: String,
+        pub status: super::JoinStatus,
         pub created_at: DateTimeUtc,
         pub decided_by: Option<i32>,
         pub decided_at: Option<DateTimeUtc>,
@@ -110,8 +192,7 @@ pub mod api_token {
         pub id: i32,
         pub user_id: i32,
         pub name: String,
-        /// Comma-separated scopes: `read` or `read,write`.
-        pub scopes: String,
+        pub scopes: super::TokenScope,
         /// Hex SHA-256 of the token; the token itself is never stored.
         #[sea_orm(unique)]
         pub token_hash: String,
@@ -153,4 +234,31 @@ pub mod audit {
         pub detail: String,
     }
     no_relations!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_values_round_trip_and_unknown_ones_are_errors() {
+        for role in MemberRole::iter() {
+            assert_eq!(MemberRole::try_from_value(&role.to_value()).unwrap(), role);
+        }
+        for status in JoinStatus::iter() {
+            assert_eq!(JoinStatus::try_from_value(&status.to_value()).unwrap(), status);
+        }
+        for scope in TokenScope::iter() {
+            assert_eq!(TokenScope::try_from_value(&scope.to_value()).unwrap(), scope);
+            let model: model::tokens::Scope = scope.into();
+            assert_eq!(model.as_str(), scope.to_value(), "the API's spelling is the stored one");
+        }
+        for (role, status, scope) in
+            [("owner", "withdrawn", "admin"), ("", "", ""), ("Leader", "Pending", "write")]
+        {
+            assert!(MemberRole::try_from_value(&role.to_owned()).is_err(), "{role}");
+            assert!(JoinStatus::try_from_value(&status.to_owned()).is_err(), "{status}");
+            assert!(TokenScope::try_from_value(&scope.to_owned()).is_err(), "{scope}");
+        }
+    }
 }

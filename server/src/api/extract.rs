@@ -21,7 +21,7 @@ impl FromRequestParts<AppState> for ApiCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let session = parts.extensions.get::<Session>().cloned();
-        auth::caller(&state.db, &parts.headers, session.as_ref()).await.map(ApiCaller)
+        auth::caller(&state.db, &state.clock, &parts.headers, session.as_ref()).await.map(ApiCaller)
     }
 }
 

@@ -31,7 +31,9 @@ pub async fn add(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<KeyView>), AppError> {
-    service::add(&state.db, &caller, &body.public_key).await.map(|k| (StatusCode::CREATED, Json(k)))
+    service::add(&state.db, &state.clock, &caller, &body.public_key)
+        .await
+        .map(|k| (StatusCode::CREATED, Json(k)))
 }
 
 /// Deletes one of the caller's keys.
@@ -42,5 +44,5 @@ pub async fn delete(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<StatusCode, AppError> {
-    service::delete(&state.db, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
+    service::delete(&state.db, &state.clock, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
 }

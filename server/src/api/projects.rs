@@ -39,7 +39,7 @@ pub async fn create(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<NewProject>,
 ) -> Result<(StatusCode, Json<ProjectView>), AppError> {
-    service::create(&state.db, &caller, &body.name, &body.description)
+    service::create(&state.db, &state.clock, &caller, &body.name, &body.description)
         .await
         .map(|p| (StatusCode::CREATED, Json(p)))
 }
@@ -63,7 +63,7 @@ pub async fn members(
     ApiCaller(caller): ApiCaller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Vec<MemberView>>, AppError> {
-    service::detail(&state.db, &caller, &name).await.map(|d| Json(d.members))
+    service::members(&state.db, &caller, &name).await.map(Json)
 }
 
 /// Pending join requests of a project (leaders and operators).
@@ -87,7 +87,7 @@ pub async fn ask_to_join(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<JoinRequest>,
 ) -> Result<(StatusCode, Json<JoinRequestView>), AppError> {
-    service::request_join(&state.db, &caller, &name, &body.message)
+    service::request_join(&state.db, &state.clock, &caller, &name, &body.message)
         .await
         .map(|r| (StatusCode::CREATED, Json(r)))
 }
@@ -100,7 +100,7 @@ pub async fn approve(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<Json<JoinRequestView>, AppError> {
-    service::decide(&state.db, &caller, id, true).await.map(Json)
+    service::decide(&state.db, &state.clock, &caller, id, true).await.map(Json)
 }
 
 /// Rejects a join request (project leaders and operators).
@@ -111,5 +111,5 @@ pub async fn reject(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<Json<JoinRequestView>, AppError> {
-    service::decide(&state.db, &caller, id, false).await.map(Json)
+    service::decide(&state.db, &state.clock, &caller, id, false).await.map(Json)
 }

@@ -31,7 +31,9 @@ pub async fn create(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<(StatusCode, Json<NewToken>), AppError> {
-    service::create(&state.db, &caller, &body.name, body.scope).await.map(|t| (StatusCode::CREATED, Json(t)))
+    service::create(&state.db, &state.clock, &caller, &body.name, body.scope)
+        .await
+        .map(|t| (StatusCode::CREATED, Json(t)))
 }
 
 /// Revokes a token; revoking a revoked token is a no-op.
@@ -42,5 +44,5 @@ pub async fn revoke(
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<i32>,
 ) -> Result<StatusCode, AppError> {
-    service::revoke(&state.db, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
+    service::revoke(&state.db, &state.clock, &caller, id).await.map(|()| StatusCode::NO_CONTENT)
 }
