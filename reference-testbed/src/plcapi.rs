@@ -176,7 +176,8 @@ pub fn call(tb: &Testbed, state: &mut State, method: &str, params: Vec<Value>) -
     handler(tb, &call, state, &caller, now)
 }
 
-fn authenticate(state: &State, auth: &Value, now: f64) -> PlcResult<Person> {
+/// The person an auth struct (`password` or `session`) names, or fault 103.
+pub(crate) fn authenticate(state: &State, auth: &Value, now: f64) -> PlcResult<Person> {
     let fail = |why: &str| Fault::new(Code::AuthenticationFailure, format!("Authentication failed: {why}"));
     let Value::Struct(auth) = auth else { return Err(fail("the first argument must be an auth struct")) };
     let field = |k: &str| match auth.get(k) {
@@ -447,7 +448,7 @@ fn may_manage_site(caller: &Person, site_id: i32) -> bool {
 }
 
 /// Members may also bind and unbind nodes of their slices.
-fn may_bind(caller: &Person, slice: &Slice) -> bool {
+pub(crate) fn may_bind(caller: &Person, slice: &Slice) -> bool {
     may_manage(caller, slice) || slice.person_ids.contains(&caller.person_id)
 }
 

@@ -331,27 +331,59 @@ async fn node_manager_creates_synchronously_and_fails_as_configured() {
     let host = "planetlab-01.cs.princeton.edu";
     let nm = format!("/NodeManager/{host}/");
     plc.slice("princeton_sync").await;
-    let err = plc.rpc_at(&nm, "Create", vec![s("princeton_sync")]).await.unwrap_err();
+    let err = plc.rpc_at(&nm, "Create", vec![s("princeton_sync"), admin()]).await.unwrap_err();
     assert_eq!(err.0, 108, "neither bound nor ticketed");
     plc.ok("AddSliceToNodes", vec![admin(), s("princeton_sync"), Value::Array(vec![s(host)])]).await;
     let ticket = plc.ok("GetSliceTicket", vec![admin(), s("princeton_sync")]).await;
-    assert_eq!(plc.rpc_at(&nm, "Ticket", vec![ticket]).await.unwrap(), i(1));
+    assert_eq!(plc.rpc_at(&nm, "Ticket", vec![ticket.clone()]).await.unwrap(), i(1));
     assert_eq!(plc.rpc_at(&nm, "Ticket", vec![s("forged.00")]).await.unwrap_err().0, 102);
-    assert_eq!(plc.rpc_at(&nm, "Create", vec![s("princeton_sync")]).await.unwrap(), i(1));
-    let record = plc.rpc_at(&nm, "GetRecord", vec![s("princeton_sync")]).await.unwrap();
+    let call = |method: &'static str, credential: Value| {
+        let nm = nm.clone();
+        let plc = &plc;
+        async move { plc.rpc_at(&nm, method, vec![s("princeton_sync"), credential]).await }
+    };
+    assert_eq!(call("Create", ticket.clone()).await.unwrap(), i(1));
+    let record = call("GetRecord", ticket.clone()).await.unwrap();
     assert_eq!(text(field(&record, "state")), "running");
-    plc.rpc_at(&nm, "Stop", vec![s("princeton_sync")]).await.unwrap();
-    let record = plc.rpc_at(&nm, "GetRecord", vec![s("princeton_sync")]).await.unwrap();
+    call("Stop", admin()).await.unwrap();
+    let record = call("GetRecord", admin()).await.unwrap();
     assert_eq!(text(field(&record, "state")), "stopped");
-    plc.rpc_at(&nm, "Start", vec![s("princeton_sync")]).await.unwrap();
-    let record = plc.rpc_at(&nm, "GetRecord", vec![s("princeton_sync")]).await.unwrap();
+    call("Start", ticket.clone()).await.unwrap();
+    let record = call("GetRecord", ticket.clone()).await.unwrap();
     assert_eq!(text(field(&record, "state")), "running");
-    assert_eq!(plc.rpc_at(&nm, "ReCreate", vec![s("princeton_sync")]).await.unwrap(), i(1));
-    assert_eq!(plc.rpc_at(&nm, "Start", vec![s("nosuch_slice")]).await.unwrap_err().0, 102);
+    assert_eq!(call("ReCreate", ticket.clone()).await.unwrap(), i(1));
+    assert_eq!(plc.rpc_at(&nm, "Start", vec![s("nosuch_slice"), admin()]).await.unwrap_err().0, 102);
     assert_eq!(plc.rpc_at(&nm, "Reboot", vec![]).await.unwrap_err().0, 100);
-    plc.rpc_at(&nm, "Destroy", vec![s("princeton_sync")]).await.unwrap();
-    plc.rpc_at(&nm, "Destroy", vec![s("princeton_sync")]).await.unwrap();
-    let record = plc.rpc_at(&nm, "GetRecord", vec![s("princeton_sync")]).await.unwrap();
+
+    // Stop, Start and Destroy (and the rest) need the slice's authorization: without any, with a forgery,
+    // with another site's PI or another slice's ticket they are refused and change nothing.
+    let stranger = plc.pi("pi@williams.test", "williams").await;
+    plc.slice("princeton_other").await;
+    plc.ok("AddSliceToNodes", vec![admin(), s("princeton_other"), Value::Array(vec![s(host)])]).await;
+    let other_ticket = plc.ok("GetSliceTicket", vec![admin(), s("princeton_other")]).await;
+    let elsewhere = plc.ok("GetSliceTicket", vec![admin(), s("princeton_sync")]).await;
+    for method in ["Stop", "Start", "Destroy", "Create", "ReCreate", "GetRecord"] {
+        let bare = plc.rpc_at(&nm, method, vec![s("princeton_sync")]).await.unwrap_err();
+        assert_eq!(bare.0, 103, "{method} without credentials: {bare:?}");
+        let forged = call(method, s("e30.00")).await.unwrap_err();
+        assert_eq!(forged.0, 103, "{method} with a forged ticket: {forged:?}");
+        assert_eq!(call(method, auth(ADMIN.0, "wrong")).await.unwrap_err().0, 103, "{method}: bad password");
+        assert_eq!(call(method, stranger.clone()).await.unwrap_err().0, 108, "{method}: another site's PI");
+        assert_eq!(call(method, other_ticket.clone()).await.unwrap_err().0, 108, "{method}: another ticket");
+    }
+    let record = call("GetRecord", admin()).await.unwrap();
+    assert_eq!(text(field(&record, "state")), "running", "nothing was stopped or destroyed");
+    // A ticket is only good on the nodes it names.
+    let other_host = "planetlab-02.cs.princeton.edu";
+    let there = plc
+        .rpc_at(&format!("/NodeManager/{other_host}/"), "Stop", vec![s("princeton_sync"), elsewhere])
+        .await
+        .unwrap_err();
+    assert_eq!(there.0, 108, "{there:?}");
+
+    call("Destroy", ticket.clone()).await.unwrap();
+    call("Destroy", admin()).await.unwrap();
+    let record = call("GetRecord", admin()).await.unwrap();
     assert_eq!(text(field(&record, "state")), "none");
     assert_eq!(plc.raw("/NodeManager/no.such.host/", "GetRecord", vec![s("x")]).await.status(), 502);
 
@@ -361,7 +393,7 @@ async fn node_manager_creates_synchronously_and_fails_as_configured() {
     let plc = start(failing, 4, 3600.0).await;
     plc.slice("princeton_sync").await;
     plc.ok("AddSliceToNodes", vec![admin(), s("princeton_sync"), Value::Array(vec![s(host)])]).await;
-    let err = plc.rpc_at(&nm, "Create", vec![s("princeton_sync")]).await.unwrap_err();
+    let err = plc.rpc_at(&nm, "Create", vec![s("princeton_sync"), admin()]).await.unwrap_err();
     assert_eq!(err.0, 111, "{err:?}");
 
     let mut old = Profile::mild();
@@ -400,7 +432,8 @@ async fn the_synchronous_create_fails_about_a_quarter_of_the_time_under_the_pape
     tb.plcapi("AddSliceToNodes", vec![admin(), s("princeton_nm"), Value::Array(hosts)]).unwrap();
     let mut failures = 0;
     for node in nodes {
-        match reference_testbed::node_manager::call(&tb, node, "Create", vec![s("princeton_nm")]).await {
+        let params = vec![s("princeton_nm"), admin()];
+        match reference_testbed::node_manager::call(&tb, node, "Create", params).await {
             Ok(_) => {}
             Err(fault) => {
                 assert_eq!(fault.code, reference_testbed::fault::Code::ApiError, "{fault:?}");
