@@ -24,6 +24,7 @@ pub mod projects;
 pub mod state;
 pub mod supervisor;
 pub mod testbed;
+pub mod throttle;
 pub mod tokens;
 
 pub use model::error;

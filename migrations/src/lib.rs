@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_accounts;
 mod m20261201_000001_integrity;
 mod m20261201_000002_reconcile;
+mod m20261201_000003_login_throttle;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_accounts::Migration),
             Box::new(m20261201_000001_integrity::Migration),
             Box::new(m20261201_000002_reconcile::Migration),
+            Box::new(m20261201_000003_login_throttle::Migration),
         ]
     }
 }

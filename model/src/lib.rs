@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod error;
 pub mod keys;
+pub mod limits;
 pub mod projects;
 pub mod tokens;
 pub mod topology;
