@@ -38,6 +38,7 @@ use profile::{Generation, Profile};
 use rand_distr::{Distribution, LogNormal};
 use state::{Person, ROLE_ADMIN, ROLE_PI, State};
 use std::sync::{Arc, Mutex, MutexGuard, atomic::AtomicU64, atomic::Ordering};
+use std::time::Duration;
 use world::World;
 
 /// How to build a testbed.
@@ -60,6 +61,38 @@ pub struct Testbed {
     tickets: ticket::Tickets,
     state: Mutex<State>,
     calls: AtomicU64,
+    /// The longest the state lock was held so far, in nanoseconds of real time.
+    max_hold_ns: AtomicU64,
+    /// Bounds the CPU-heavy work (PLCAPI calls, the sensor feed) running at once on tokio's blocking pool.
+    permits: Arc<tokio::sync::Semaphore>,
+    pub(crate) sensor: sensor::Cache,
+}
+
+/// The state, locked, brought up to now. Dropping it releases the lock and records how long it was held.
+pub struct StateGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    since: std::time::Instant,
+    max_hold_ns: &'a AtomicU64,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let held = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.max_hold_ns.fetch_max(held, Ordering::Relaxed);
+    }
 }
 
 /// The fate the fault injector draws for one API call.
@@ -103,6 +136,9 @@ impl Testbed {
             start,
             state: Mutex::new(state),
             calls: AtomicU64::new(0),
+            max_hold_ns: AtomicU64::new(0),
+            permits: Arc::new(tokio::sync::Semaphore::new(blocking_permits())),
+            sensor: sensor::Cache::default(),
         })
     }
 
@@ -110,11 +146,43 @@ impl Testbed {
         self.clock.now()
     }
 
-    /// The state, brought up to now (churn applied, expired slices emptied).
-    pub fn state(&self) -> MutexGuard<'_, State> {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    /// The state, brought up to now (churn applied, expired slices emptied). Hold it briefly: readers copy
+    /// what they need (the node table is an `Arc`) and work after dropping it.
+    pub fn state(&self) -> StateGuard<'_> {
+        let guard = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state =
+            StateGuard { guard, since: std::time::Instant::now(), max_hold_ns: &self.max_hold_ns };
         state.advance(&self.world, &self.profile, self.seed, self.start, self.now());
         state
+    }
+
+    /// The longest the state lock has been held (real time) since start or the last [`Self::reset_max_lock_hold`].
+    pub fn max_lock_hold(&self) -> Duration {
+        Duration::from_nanos(self.max_hold_ns.load(Ordering::Relaxed))
+    }
+
+    /// How many times the whole sensor feed has been built (once per measurement round and node set).
+    pub fn sensor_feed_builds(&self) -> u64 {
+        self.sensor.computations()
+    }
+
+    pub fn reset_max_lock_hold(&self) {
+        self.max_hold_ns.store(0, Ordering::Relaxed);
+    }
+
+    /// Runs CPU-heavy `work` on tokio's blocking pool, never on the async workers (in the embedded mode they
+    /// are the portal's), and at most [`blocking_permits`] such jobs at once. The permit is held until the
+    /// work ends, even if the caller stops waiting.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let permit = self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
     }
 
     pub fn generation(&self) -> Generation {
@@ -155,10 +223,10 @@ impl Testbed {
         }
     }
 
-    /// Runs one PLCAPI call (no fault injection: that is the HTTP layer's).
+    /// Runs one PLCAPI call (no fault injection: that is the HTTP layer's). Synchronous and possibly heavy
+    /// (a `GetNodes` of a large world): async callers run it through [`Self::blocking`].
     pub fn plcapi(&self, method: &str, params: Vec<Value>) -> PlcResult<Value> {
-        let mut state = self.state();
-        plcapi::call(self, &mut state, method, params)
+        plcapi::call(self, method, params)
     }
 
     pub fn router(self: Arc<Self>) -> Router {
@@ -171,6 +239,12 @@ impl Testbed {
             .route("/sensor/paths.csv", get(sensor::csv))
             .with_state(self)
     }
+}
+
+/// How many CPU-heavy jobs may run at once: all cores but one (at least one), so that the embedded testbed
+/// always leaves the portal a core.
+pub fn blocking_permits() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 /// A testbed account with admin rights, for scripts and tests.
@@ -207,32 +281,53 @@ fn parse(body: &[u8]) -> PlcResult<(String, Vec<Value>)> {
     Ok((call.name.into_owned(), call.params))
 }
 
-/// Applies the drawn fault around `work`.
-async fn injected(tb: &Testbed, work: impl Future<Output = PlcResult<Value>>) -> Response {
+/// Applies the drawn fault around `work` (which answers the call).
+async fn injected(tb: &Testbed, work: impl Future<Output = Response>) -> Response {
     match tb.inject() {
         Injected::Unavailable => {
             (StatusCode::SERVICE_UNAVAILABLE, "PLC is temporarily unavailable").into_response()
         }
         Injected::Fault => answer(Err(Fault::new(Code::DbError, "Database error (injected fault)"))),
         Injected::Timeout => {
-            let result = work.await;
+            let response = work.await;
             // Profiles are validated at load; one built in code may still hold anything, so convert without
             // panicking (a bad delay is no delay).
-            let delay =
-                std::time::Duration::try_from_secs_f64(tb.profile.api.timeout_delay_s).unwrap_or_default();
+            let delay = Duration::try_from_secs_f64(tb.profile.api.timeout_delay_s).unwrap_or_default();
             tokio::time::sleep(delay).await;
-            answer(result)
+            response
         }
-        Injected::None => answer(work.await),
+        Injected::None => work.await,
     }
 }
 
+/// Requests up to this size are parsed on the async worker; larger ones on the blocking pool.
+const INLINE_PARSE_BYTES: usize = 16 * 1024;
+
+fn internal_error(e: tokio::task::JoinError) -> Response {
+    tracing::error!("reference testbed: a call failed: {e}");
+    (StatusCode::INTERNAL_SERVER_ERROR, "the call failed").into_response()
+}
+
+/// A PLCAPI call: parsed, run and encoded off the async workers (see [`Testbed::blocking`]); the state lock is
+/// held only for what the method must read or change.
 async fn plcapi_handler(AxumState(tb): AxumState<Arc<Testbed>>, body: Bytes) -> Response {
-    let (method, params) = match parse(&body) {
+    let parsed = if body.len() <= INLINE_PARSE_BYTES {
+        parse(&body)
+    } else {
+        match tb.blocking(move || parse(&body)).await {
+            Ok(parsed) => parsed,
+            Err(e) => return internal_error(e),
+        }
+    };
+    let (method, params) = match parsed {
         Ok(call) => call,
         Err(fault) => return answer(Err(fault)),
     };
-    injected(&tb, async { tb.plcapi(&method, params) }).await
+    let work = async {
+        let testbed = tb.clone();
+        tb.blocking(move || answer(testbed.plcapi(&method, params))).await.unwrap_or_else(internal_error)
+    };
+    injected(&tb, work).await
 }
 
 async fn node_manager_handler(

@@ -1,11 +1,14 @@
 //! The PLCAPI methods. Each takes the call's parameters (an auth struct first) and answers an XML-RPC value
-//! or a PLCAPI fault, with PLCAPI's field names and return shapes. All of it runs under the state lock; nothing
-//! here waits.
+//! or a PLCAPI fault, with PLCAPI's field names and return shapes. Nothing here waits.
+//!
+//! Writes run under the state lock. Reads (`Get*` with filters) compile their filter first, take the lock only
+//! to snapshot what they need (the node table and its indexes are `Arc`s: O(1)), and build, filter and project
+//! their rows after releasing it, building only the fields the query needs.
 
 use super::{
     Testbed,
     fault::{Code, Fault, PlcResult},
-    filter::{self, Row},
+    filter::{Query, Row},
     state::{Person, ROLE_ADMIN, ROLE_PI, ROLE_USER, Slice, Sliver, State, role_name},
 };
 use crate::random;
@@ -80,6 +83,29 @@ fn row(pairs: Vec<(&str, Value)>) -> Row {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
+/// Builds a row with only the fields `query` wants; a field's value is computed only when wanted.
+struct RowBuilder<'q> {
+    query: &'q Query,
+    row: Row,
+}
+
+impl<'q> RowBuilder<'q> {
+    fn new(query: &'q Query) -> Self {
+        Self { query, row: Row::new() }
+    }
+
+    fn put(mut self, field: &'static str, value: impl FnOnce() -> Value) -> Self {
+        if self.query.wants(field) {
+            self.row.insert(field.to_owned(), value());
+        }
+        self
+    }
+
+    fn done(self) -> Row {
+        self.row
+    }
+}
+
 fn rows_value(rows: Vec<Row>) -> Value {
     Value::Array(rows.into_iter().map(Value::Struct).collect())
 }
@@ -131,39 +157,54 @@ fn text<'a>(fields: &'a std::collections::BTreeMap<String, Value>, key: &str) ->
 }
 
 /// A PLCAPI method: what runs once the caller is authenticated.
-type Handler = fn(&Testbed, &Call, &mut State, &Person, f64) -> PlcResult<Value>;
+#[derive(Clone, Copy)]
+enum Handler {
+    /// Runs under the state lock (writes, and reads of one record).
+    Locked(fn(&Testbed, &Call, &mut State, &Person, f64) -> PlcResult<Value>),
+    /// A filtered read: takes the lock itself, only to snapshot what it needs, and builds, filters and
+    /// projects its rows after releasing it.
+    Read(fn(&Testbed, &Call, &Person, f64) -> PlcResult<Value>),
+}
+
+use Handler::{Locked, Read};
 
 /// Every method the reference testbed serves. PLC answers an unknown method before it looks at the
 /// credentials, so the name is looked up here first.
 const METHODS: &[(&str, Handler)] = &[
-    ("AuthCheck", |_, call, _, _, _| call.arity(1, 1).map(|()| int(1))),
-    ("GetSession", |_, call, state, caller, now| get_session(call, state, caller, now)),
-    ("GetBootStates", |_, call, _, _, _| {
-        call.arity(1, 1).map(|()| Value::Array(BOOT_STATES.iter().map(|s| string(*s)).collect()))
-    }),
-    ("GetSites", |tb, call, state, _, _| get_sites(tb, call, state)),
-    ("GetNodes", |tb, call, state, _, now| get_nodes(tb, call, state, now)),
-    ("GetInterfaces", |tb, call, state, _, _| get_interfaces(tb, call, state)),
-    ("GetNodeTags", |tb, call, state, _, _| get_node_tags(tb, call, state)),
-    ("GetSlices", |_, call, state, caller, _| get_slices(call, state, caller)),
-    ("AddSlice", add_slice),
-    ("UpdateSlice", update_slice),
-    ("DeleteSlice", |_, call, state, caller, _| delete_slice(call, state, caller)),
-    ("AddSliceToNodes", add_slice_to_nodes),
-    ("DeleteSliceFromNodes", |_, call, state, caller, _| delete_slice_from_nodes(call, state, caller)),
-    ("AddPersonToSlice", |_, call, state, caller, _| add_person_to_slice(call, state, caller)),
-    ("GetSliceTicket", |tb, call, state, caller, now| get_slice_ticket(tb, call, state, caller, now)),
-    ("GetSlivers", get_slivers),
-    ("GetPersons", |_, call, state, caller, _| get_persons(call, state, caller)),
-    ("AddPerson", |_, call, state, caller, now| add_person(call, state, caller, now)),
-    ("AddPersonToSite", |tb, call, state, caller, _| add_person_to_site(tb, call, state, caller)),
-    ("AddRoleToPerson", |_, call, state, caller, _| add_role_to_person(call, state, caller)),
-    ("AddPersonKey", |_, call, state, caller, _| add_person_key(call, state, caller)),
-    ("GetKeys", |_, call, state, caller, _| get_keys(call, state, caller)),
+    ("AuthCheck", Locked(|_, call, _, _, _| call.arity(1, 1).map(|()| int(1)))),
+    ("GetSession", Locked(|_, call, state, caller, now| get_session(call, state, caller, now))),
+    (
+        "GetBootStates",
+        Locked(|_, call, _, _, _| {
+            call.arity(1, 1).map(|()| Value::Array(BOOT_STATES.iter().map(|s| string(*s)).collect()))
+        }),
+    ),
+    ("GetSites", Read(|tb, call, _, _| get_sites(tb, call))),
+    ("GetNodes", Read(|tb, call, _, now| get_nodes(tb, call, now))),
+    ("GetInterfaces", Read(|tb, call, _, _| get_interfaces(tb, call))),
+    ("GetNodeTags", Read(|tb, call, _, _| get_node_tags(tb, call))),
+    ("GetSlices", Read(|tb, call, caller, _| get_slices(tb, call, caller))),
+    ("AddSlice", Locked(add_slice)),
+    ("UpdateSlice", Locked(update_slice)),
+    ("DeleteSlice", Locked(|_, call, state, caller, _| delete_slice(call, state, caller))),
+    ("AddSliceToNodes", Locked(add_slice_to_nodes)),
+    (
+        "DeleteSliceFromNodes",
+        Locked(|_, call, state, caller, _| delete_slice_from_nodes(call, state, caller)),
+    ),
+    ("AddPersonToSlice", Locked(|_, call, state, caller, _| add_person_to_slice(call, state, caller))),
+    ("GetSliceTicket", Locked(|tb, call, state, caller, now| get_slice_ticket(tb, call, state, caller, now))),
+    ("GetSlivers", Locked(get_slivers)),
+    ("GetPersons", Read(|tb, call, caller, _| get_persons(tb, call, caller))),
+    ("AddPerson", Locked(|_, call, state, caller, now| add_person(call, state, caller, now))),
+    ("AddPersonToSite", Locked(|tb, call, state, caller, _| add_person_to_site(tb, call, state, caller))),
+    ("AddRoleToPerson", Locked(|_, call, state, caller, _| add_role_to_person(call, state, caller))),
+    ("AddPersonKey", Locked(|_, call, state, caller, _| add_person_key(call, state, caller))),
+    ("GetKeys", Read(|tb, call, caller, _| get_keys(tb, call, caller))),
 ];
 
 /// Runs `method` for the testbed at its current time.
-pub fn call(tb: &Testbed, state: &mut State, method: &str, params: Vec<Value>) -> PlcResult<Value> {
+pub fn call(tb: &Testbed, method: &str, params: Vec<Value>) -> PlcResult<Value> {
     let call = Call { method, params };
     let now = tb.now();
     let Some((_, handler)) = METHODS.iter().find(|(name, _)| *name == method) else {
@@ -172,8 +213,17 @@ pub fn call(tb: &Testbed, state: &mut State, method: &str, params: Vec<Value>) -
     if call.params.is_empty() {
         return Err(Fault::new(Code::InvalidArgumentCount, format!("{method} needs an auth struct first")));
     }
-    let caller = authenticate(state, &call.params[0], now)?;
-    handler(tb, &call, state, &caller, now)
+    match handler {
+        Locked(handler) => {
+            let mut state = tb.state();
+            let caller = authenticate(&state, &call.params[0], now)?;
+            handler(tb, &call, &mut state, &caller, now)
+        }
+        Read(handler) => {
+            let caller = authenticate(&tb.state(), &call.params[0], now)?;
+            handler(tb, &call, &caller, now)
+        }
+    }
 }
 
 /// The person an auth struct (`password` or `session`) names, or fault 103.
@@ -223,50 +273,79 @@ fn get_session(call: &Call, state: &mut State, caller: &Person, now: f64) -> Plc
     Ok(string(key))
 }
 
-fn get_sites(tb: &Testbed, call: &Call, state: &State) -> PlcResult<Value> {
+const SITE_FIELDS: &[&str] = &[
+    "site_id",
+    "login_base",
+    "name",
+    "abbreviated_name",
+    "url",
+    "enabled",
+    "is_public",
+    "max_slices",
+    "max_slivers",
+    "latitude",
+    "longitude",
+    "node_ids",
+    "person_ids",
+    "slice_ids",
+    "date_created",
+    "last_updated",
+];
+
+fn get_sites(tb: &Testbed, call: &Call) -> PlcResult<Value> {
     call.arity(1, 3)?;
-    // One pass each over nodes, persons and slices, grouped by site.
-    let mut nodes: HashMap<i32, Vec<i32>> = HashMap::new();
-    for i in present(state) {
-        nodes.entry(tb.world.sites[tb.world.nodes[i].site].site_id).or_default().push(state.nodes[i].node_id);
-    }
-    let mut persons: HashMap<i32, Vec<i32>> = HashMap::new();
-    for p in state.persons.values() {
-        for site in &p.site_ids {
-            persons.entry(*site).or_default().push(p.person_id);
+    let query = Query::compile(call.get(1), call.get(2), SITE_FIELDS, "site_id", "login_base")?;
+    // Under the lock: the node table (an Arc) and the persons' and slices' sites, one pass each.
+    let (nodes, mut persons, mut slices) = {
+        let state = tb.state();
+        let mut persons: HashMap<i32, Vec<i32>> = HashMap::new();
+        if query.wants("person_ids") {
+            for p in state.persons.values() {
+                for site in &p.site_ids {
+                    persons.entry(*site).or_default().push(p.person_id);
+                }
+            }
         }
-    }
-    let mut slices: HashMap<i32, Vec<i32>> = HashMap::new();
-    for s in state.slices.values() {
-        slices.entry(s.site_id).or_default().push(s.slice_id);
+        let mut slices: HashMap<i32, Vec<i32>> = HashMap::new();
+        if query.wants("slice_ids") {
+            for s in state.slices.values() {
+                slices.entry(s.site_id).or_default().push(s.slice_id);
+            }
+        }
+        (state.nodes.clone(), persons, slices)
+    };
+    let mut by_site: HashMap<i32, Vec<i32>> = HashMap::new();
+    if query.wants("node_ids") {
+        for (i, n) in nodes.iter().enumerate().filter(|(_, n)| n.present) {
+            by_site.entry(tb.world.sites[tb.world.nodes[i].site].site_id).or_default().push(n.node_id);
+        }
     }
     let rows = tb
         .world
         .sites
         .iter()
         .map(|site| {
-            row(vec![
-                ("site_id", int(site.site_id)),
-                ("login_base", string(&site.login_base)),
-                ("name", string(&site.name)),
-                ("abbreviated_name", string(&site.login_base)),
-                ("url", string("")),
-                ("enabled", Value::Boolean(true)),
-                ("is_public", Value::Boolean(true)),
-                ("max_slices", int(10)),
-                ("max_slivers", int(1000)),
-                ("latitude", Value::Nil),
-                ("longitude", Value::Nil),
-                ("node_ids", take_ids(&mut nodes, site.site_id)),
-                ("person_ids", take_ids(&mut persons, site.site_id)),
-                ("slice_ids", take_ids(&mut slices, site.site_id)),
-                ("date_created", time(tb.start)),
-                ("last_updated", time(tb.start)),
-            ])
+            RowBuilder::new(&query)
+                .put("site_id", || int(site.site_id))
+                .put("login_base", || string(&site.login_base))
+                .put("name", || string(&site.name))
+                .put("abbreviated_name", || string(&site.login_base))
+                .put("url", || string(""))
+                .put("enabled", || Value::Boolean(true))
+                .put("is_public", || Value::Boolean(true))
+                .put("max_slices", || int(10))
+                .put("max_slivers", || int(1000))
+                .put("latitude", || Value::Nil)
+                .put("longitude", || Value::Nil)
+                .put("node_ids", || take_ids(&mut by_site, site.site_id))
+                .put("person_ids", || take_ids(&mut persons, site.site_id))
+                .put("slice_ids", || take_ids(&mut slices, site.site_id))
+                .put("date_created", || time(tb.start))
+                .put("last_updated", || time(tb.start))
+                .done()
         })
         .collect();
-    let rows = filter::apply(rows, call.get(1), "site_id", "login_base")?;
-    Ok(rows_value(filter::project(rows, call.get(2))?))
+    Ok(rows_value(query.run(rows)))
 }
 
 /// The ids grouped under `key`, as an XML-RPC array (empty when none).
@@ -274,75 +353,126 @@ fn take_ids(groups: &mut HashMap<i32, Vec<i32>>, key: i32) -> Value {
     ints(groups.remove(&key).unwrap_or_default())
 }
 
-fn get_nodes(tb: &Testbed, call: &Call, state: &State, now: f64) -> PlcResult<Value> {
+const NODE_FIELDS: &[&str] = &[
+    "node_id",
+    "hostname",
+    "site_id",
+    "boot_state",
+    "run_level",
+    "node_type",
+    "model",
+    "version",
+    "ssh_rsa_key",
+    "interface_ids",
+    "slice_ids",
+    "last_contact",
+    "last_updated",
+    "date_created",
+];
+
+/// `GetNodes`: under the lock only the node table and its indexes (Arcs) and, if wanted, the slices per
+/// node; bare ids and hostnames are looked up in the indexes rather than matched against every row.
+fn get_nodes(tb: &Testbed, call: &Call, now: f64) -> PlcResult<Value> {
     call.arity(1, 3)?;
-    let mut slices_by_node = state.slices_by_node();
-    let rows = present(state)
+    let query = Query::compile(call.get(1), call.get(2), NODE_FIELDS, "node_id", "hostname")?;
+    let (nodes, by_id, by_host, mut slices_by_node) = {
+        let state = tb.state();
+        let slices = if query.wants("slice_ids") { state.slices_by_node() } else { HashMap::new() };
+        (state.nodes.clone(), state.by_id.clone(), state.by_host.clone(), slices)
+    };
+    let candidates: Vec<usize> = match query.ids() {
+        Some((ids, names)) => {
+            let mut found: Vec<usize> = ids
+                .iter()
+                .filter_map(|id| by_id.get(id))
+                .chain(names.iter().filter_map(|name| by_host.get(name)))
+                .copied()
+                .collect();
+            found.sort_unstable();
+            found.dedup();
+            found
+        }
+        None => (0..nodes.len()).filter(|&i| nodes[i].present).collect(),
+    };
+    let rows = candidates
+        .into_iter()
         .map(|i| {
-            let (n, w) = (&state.nodes[i], &tb.world.nodes[i]);
-            let slices = slices_by_node.remove(&i).unwrap_or_default();
-            row(vec![
-                ("node_id", int(n.node_id)),
-                ("hostname", string(&n.hostname)),
-                ("site_id", int(tb.world.sites[w.site].site_id)),
-                ("boot_state", string(if n.up { "boot" } else { "dbg" })),
-                ("run_level", string(if n.up { "boot" } else { "failboot" })),
-                ("node_type", string("regular")),
-                ("model", string("Custom")),
-                ("version", string("PlanetLab 4.3")),
-                ("ssh_rsa_key", string(&w.host_key)),
-                ("interface_ids", ints([interface_id(i)])),
-                ("slice_ids", ints(slices)),
-                ("last_contact", if n.up { time(now - 60.0) } else { time(n.last_change) }),
-                ("last_updated", time(n.last_change)),
-                ("date_created", time(tb.start)),
-            ])
+            let (n, w) = (&nodes[i], &tb.world.nodes[i]);
+            RowBuilder::new(&query)
+                .put("node_id", || int(n.node_id))
+                .put("hostname", || string(&n.hostname))
+                .put("site_id", || int(tb.world.sites[w.site].site_id))
+                .put("boot_state", || string(if n.up { "boot" } else { "dbg" }))
+                .put("run_level", || string(if n.up { "boot" } else { "failboot" }))
+                .put("node_type", || string("regular"))
+                .put("model", || string("Custom"))
+                .put("version", || string("PlanetLab 4.3"))
+                .put("ssh_rsa_key", || string(&w.host_key))
+                .put("interface_ids", || ints([interface_id(i)]))
+                .put("slice_ids", || ints(slices_by_node.remove(&i).unwrap_or_default()))
+                .put("last_contact", || if n.up { time(now - 60.0) } else { time(n.last_change) })
+                .put("last_updated", || time(n.last_change))
+                .put("date_created", || time(tb.start))
+                .done()
         })
         .collect();
-    let rows = filter::apply(rows, call.get(1), "node_id", "hostname")?;
-    Ok(rows_value(filter::project(rows, call.get(2))?))
-}
-
-fn present(state: &State) -> impl Iterator<Item = usize> + '_ {
-    (0..state.nodes.len()).filter(|&i| state.nodes[i].present)
+    Ok(rows_value(query.run(rows)))
 }
 
 fn interface_id(node: usize) -> i32 {
     node as i32 + 1
 }
 
-fn get_interfaces(tb: &Testbed, call: &Call, state: &State) -> PlcResult<Value> {
+const INTERFACE_FIELDS: &[&str] = &[
+    "interface_id",
+    "node_id",
+    "ip",
+    "is_primary",
+    "method",
+    "type",
+    "netmask",
+    "network",
+    "bwlimit",
+    "hostname",
+];
+
+fn get_interfaces(tb: &Testbed, call: &Call) -> PlcResult<Value> {
     call.arity(1, 3)?;
-    let rows = present(state)
+    let query = Query::compile(call.get(1), call.get(2), INTERFACE_FIELDS, "interface_id", "ip")?;
+    let nodes = tb.state().nodes.clone();
+    let rows = (0..nodes.len())
+        .filter(|&i| nodes[i].present)
         .map(|i| {
-            let (n, w) = (&state.nodes[i], &tb.world.nodes[i]);
+            let (n, w) = (&nodes[i], &tb.world.nodes[i]);
             let octets = n.ip.octets();
-            row(vec![
-                ("interface_id", int(interface_id(i))),
-                ("node_id", int(n.node_id)),
-                ("ip", string(n.ip.to_string())),
-                ("is_primary", Value::Boolean(true)),
-                ("method", string("static")),
-                ("type", string("ipv4")),
-                ("netmask", string("255.255.255.240")),
-                (
-                    "network",
-                    string(format!("{}.{}.{}.{}", octets[0], octets[1], octets[2], octets[3] & 0xf0)),
-                ),
-                ("bwlimit", w.bw_limit_kbps.map_or(Value::Nil, |kbps| wide(i64::from(kbps) * 1000))),
-                ("hostname", Value::Nil),
-            ])
+            RowBuilder::new(&query)
+                .put("interface_id", || int(interface_id(i)))
+                .put("node_id", || int(n.node_id))
+                .put("ip", || string(n.ip.to_string()))
+                .put("is_primary", || Value::Boolean(true))
+                .put("method", || string("static"))
+                .put("type", || string("ipv4"))
+                .put("netmask", || string("255.255.255.240"))
+                .put("network", || {
+                    string(format!("{}.{}.{}.{}", octets[0], octets[1], octets[2], octets[3] & 0xf0))
+                })
+                .put("bwlimit", || w.bw_limit_kbps.map_or(Value::Nil, |kbps| wide(i64::from(kbps) * 1000)))
+                .put("hostname", || Value::Nil)
+                .done()
         })
         .collect();
-    let rows = filter::apply(rows, call.get(1), "interface_id", "ip")?;
-    Ok(rows_value(filter::project(rows, call.get(2))?))
+    Ok(rows_value(query.run(rows)))
 }
 
+const NODE_TAG_FIELDS: &[&str] = &["node_tag_id", "node_id", "tagname", "value"];
+
 /// Node tags carry what PLC kept in tags and Portolan needs: link class, country, capacity, resources.
-fn get_node_tags(tb: &Testbed, call: &Call, state: &State) -> PlcResult<Value> {
+fn get_node_tags(tb: &Testbed, call: &Call) -> PlcResult<Value> {
     call.arity(1, 3)?;
+    let query = Query::compile(call.get(1), call.get(2), NODE_TAG_FIELDS, "node_tag_id", "tagname")?;
+    let nodes = tb.state().nodes.clone();
     let mut rows = Vec::new();
-    for i in present(state) {
+    for i in (0..nodes.len()).filter(|&i| nodes[i].present) {
         let w = &tb.world.nodes[i];
         let mut tags = vec![
             ("link_class", w.link_class.as_str().to_owned()),
@@ -357,47 +487,72 @@ fn get_node_tags(tb: &Testbed, call: &Call, state: &State) -> PlcResult<Value> {
             tags.push(("bw_limit_kbps", bw.to_string()));
         }
         for (k, (tagname, value)) in tags.into_iter().enumerate() {
-            rows.push(row(vec![
-                ("node_tag_id", int(interface_id(i) * 16 + k as i32)),
-                ("node_id", int(state.nodes[i].node_id)),
-                ("tagname", string(tagname)),
-                ("value", string(value)),
-            ]));
+            rows.push(
+                RowBuilder::new(&query)
+                    .put("node_tag_id", || int(interface_id(i) * 16 + k as i32))
+                    .put("node_id", || int(nodes[i].node_id))
+                    .put("tagname", || string(tagname))
+                    .put("value", || string(value))
+                    .done(),
+            );
         }
     }
-    let rows = filter::apply(rows, call.get(1), "node_tag_id", "tagname")?;
-    Ok(rows_value(filter::project(rows, call.get(2))?))
+    Ok(rows_value(query.run(rows)))
 }
 
-fn slice_row(state: &State, s: &Slice) -> Row {
-    let nodes = state.slice_nodes(s.slice_id).into_iter().map(|i| state.nodes[i].node_id);
-    row(vec![
-        ("slice_id", int(s.slice_id)),
-        ("name", string(&s.name)),
-        ("site_id", int(s.site_id)),
-        ("description", string(&s.description)),
-        ("url", string(&s.url)),
-        ("instantiation", string(&s.instantiation)),
-        ("max_nodes", int(s.max_nodes)),
-        ("created", time(s.created)),
-        ("expires", time(s.expires)),
-        ("creator_person_id", int(s.creator_person_id)),
-        ("node_ids", ints(nodes)),
-        ("person_ids", ints(s.person_ids.iter().copied())),
-        ("slice_tag_ids", Value::Array(Vec::new())),
-    ])
+const SLICE_FIELDS: &[&str] = &[
+    "slice_id",
+    "name",
+    "site_id",
+    "description",
+    "url",
+    "instantiation",
+    "max_nodes",
+    "created",
+    "expires",
+    "creator_person_id",
+    "node_ids",
+    "person_ids",
+    "slice_tag_ids",
+];
+
+/// The wanted fields of a slice's row (built under the lock: slices are few, made by callers).
+fn slice_row(query: &Query, state: &State, s: &Slice) -> Row {
+    RowBuilder::new(query)
+        .put("slice_id", || int(s.slice_id))
+        .put("name", || string(&s.name))
+        .put("site_id", || int(s.site_id))
+        .put("description", || string(&s.description))
+        .put("url", || string(&s.url))
+        .put("instantiation", || string(&s.instantiation))
+        .put("max_nodes", || int(s.max_nodes))
+        .put("created", || time(s.created))
+        .put("expires", || time(s.expires))
+        .put("creator_person_id", || int(s.creator_person_id))
+        .put("node_ids", || ints(state.slice_nodes(s.slice_id).into_iter().map(|i| state.nodes[i].node_id)))
+        .put("person_ids", || ints(s.person_ids.iter().copied()))
+        .put("slice_tag_ids", || Value::Array(Vec::new()))
+        .done()
 }
 
 fn visible_slice(caller: &Person, s: &Slice) -> bool {
     caller.is_admin() || caller.site_ids.contains(&s.site_id) || s.person_ids.contains(&caller.person_id)
 }
 
-fn get_slices(call: &Call, state: &State, caller: &Person) -> PlcResult<Value> {
+/// Rows of the visible slices are built under the lock, the filter is evaluated after it.
+fn get_slices(tb: &Testbed, call: &Call, caller: &Person) -> PlcResult<Value> {
     call.arity(1, 3)?;
-    let rows =
-        state.slices.values().filter(|s| visible_slice(caller, s)).map(|s| slice_row(state, s)).collect();
-    let rows = filter::apply(rows, call.get(1), "slice_id", "name")?;
-    Ok(rows_value(filter::project(rows, call.get(2))?))
+    let query = Query::compile(call.get(1), call.get(2), SLICE_FIELDS, "slice_id", "name")?;
+    let rows = {
+        let state = tb.state();
+        state
+            .slices
+            .values()
+            .filter(|s| visible_slice(caller, s))
+            .map(|s| slice_row(&query, &state, s))
+            .collect()
+    };
+    Ok(rows_value(query.run(rows)))
 }
 
 fn find_slice(state: &State, v: Option<&Value>) -> PlcResult<i32> {
@@ -683,37 +838,61 @@ fn get_slivers(_: &Testbed, call: &Call, state: &mut State, caller: &Person, now
     ])))
 }
 
-fn person_row(state: &State, p: &Person) -> Row {
-    let slices = state.slices.values().filter(|s| s.person_ids.contains(&p.person_id)).map(|s| s.slice_id);
-    row(vec![
-        ("person_id", int(p.person_id)),
-        ("email", string(&p.email)),
-        ("first_name", string(&p.first_name)),
-        ("last_name", string(&p.last_name)),
-        ("roles", Value::Array(p.roles.iter().map(|r| string(role_name(*r))).collect())),
-        ("role_ids", ints(p.roles.iter().copied())),
-        ("site_ids", ints(p.site_ids.iter().copied())),
-        ("slice_ids", ints(slices)),
-        ("key_ids", ints(p.key_ids.iter().copied())),
-        ("enabled", Value::Boolean(p.enabled)),
-        ("date_created", time(p.created)),
-    ])
-}
+const PERSON_FIELDS: &[&str] = &[
+    "person_id",
+    "email",
+    "first_name",
+    "last_name",
+    "roles",
+    "role_ids",
+    "site_ids",
+    "slice_ids",
+    "key_ids",
+    "enabled",
+    "date_created",
+];
 
-fn get_persons(call: &Call, state: &State, caller: &Person) -> PlcResult<Value> {
+/// The visible persons' rows are built under the lock (with each person's slices from one pass over the
+/// slices), the filter is evaluated after it.
+fn get_persons(tb: &Testbed, call: &Call, caller: &Person) -> PlcResult<Value> {
     call.arity(1, 3)?;
-    let rows = state
-        .persons
-        .values()
-        .filter(|p| {
-            caller.is_admin()
-                || p.person_id == caller.person_id
-                || p.site_ids.iter().any(|s| caller.site_ids.contains(s))
-        })
-        .map(|p| person_row(state, p))
-        .collect();
-    let rows = filter::apply(rows, call.get(1), "person_id", "email")?;
-    Ok(rows_value(filter::project(rows, call.get(2))?))
+    let query = Query::compile(call.get(1), call.get(2), PERSON_FIELDS, "person_id", "email")?;
+    let rows = {
+        let state = tb.state();
+        let mut slices_of: HashMap<i32, Vec<i32>> = HashMap::new();
+        if query.wants("slice_ids") {
+            for s in state.slices.values() {
+                for p in &s.person_ids {
+                    slices_of.entry(*p).or_default().push(s.slice_id);
+                }
+            }
+        }
+        state
+            .persons
+            .values()
+            .filter(|p| {
+                caller.is_admin()
+                    || p.person_id == caller.person_id
+                    || p.site_ids.iter().any(|s| caller.site_ids.contains(s))
+            })
+            .map(|p| {
+                RowBuilder::new(&query)
+                    .put("person_id", || int(p.person_id))
+                    .put("email", || string(&p.email))
+                    .put("first_name", || string(&p.first_name))
+                    .put("last_name", || string(&p.last_name))
+                    .put("roles", || Value::Array(p.roles.iter().map(|r| string(role_name(*r))).collect()))
+                    .put("role_ids", || ints(p.roles.iter().copied()))
+                    .put("site_ids", || ints(p.site_ids.iter().copied()))
+                    .put("slice_ids", || ints(slices_of.remove(&p.person_id).unwrap_or_default()))
+                    .put("key_ids", || ints(p.key_ids.iter().copied()))
+                    .put("enabled", || Value::Boolean(p.enabled))
+                    .put("date_created", || time(p.created))
+                    .done()
+            })
+            .collect()
+    };
+    Ok(rows_value(query.run(rows)))
 }
 
 fn add_person(call: &Call, state: &mut State, caller: &Person, now: f64) -> PlcResult<Value> {
@@ -808,21 +987,26 @@ fn add_person_key(call: &Call, state: &mut State, caller: &Person) -> PlcResult<
     Ok(int(key_id))
 }
 
-fn get_keys(call: &Call, state: &State, caller: &Person) -> PlcResult<Value> {
+const KEY_FIELDS: &[&str] = &["key_id", "person_id", "key_type", "key"];
+
+fn get_keys(tb: &Testbed, call: &Call, caller: &Person) -> PlcResult<Value> {
     call.arity(1, 3)?;
-    let rows = state
-        .keys
-        .iter()
-        .filter(|(_, (owner, _))| caller.is_admin() || *owner == caller.person_id)
-        .map(|(id, (owner, key))| {
-            row(vec![
-                ("key_id", int(*id)),
-                ("person_id", int(*owner)),
-                ("key_type", string("ssh")),
-                ("key", string(key)),
-            ])
-        })
-        .collect();
-    let rows = filter::apply(rows, call.get(1), "key_id", "key")?;
-    Ok(rows_value(filter::project(rows, call.get(2))?))
+    let query = Query::compile(call.get(1), call.get(2), KEY_FIELDS, "key_id", "key")?;
+    let rows = {
+        let state = tb.state();
+        state
+            .keys
+            .iter()
+            .filter(|(_, (owner, _))| caller.is_admin() || *owner == caller.person_id)
+            .map(|(id, (owner, key))| {
+                RowBuilder::new(&query)
+                    .put("key_id", || int(*id))
+                    .put("person_id", || int(*owner))
+                    .put("key_type", || string("ssh"))
+                    .put("key", || string(key))
+                    .done()
+            })
+            .collect()
+    };
+    Ok(rows_value(query.run(rows)))
 }

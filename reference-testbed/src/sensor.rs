@@ -1,14 +1,26 @@
 //! The sensor feed: all-pairs latency, bandwidth and loss with the time of measurement, as JSON and CSV,
 //! like the third-party sensors of the time. Unmeasured pairs are absent; stale ones carry an old time.
+//!
+//! The sensor measures in rounds of [`PERIOD_S`] testbed seconds: the feed shows the paths as of the start of
+//! the current round, among the nodes present now. The whole feed (about 120,000 pairs on the real world, a
+//! second of CPU to build) therefore only changes when a round begins or nodes join, leave or change identity,
+//! so it is built once per round and node set, on the blocking pool (never on the async workers, which in the
+//! embedded mode are the portal's), and concurrent callers share that one computation and its encoded bodies.
+//! `?hostname=` asks for one node's paths: cheap, built per call (also on the blocking pool).
 
-use super::Testbed;
+use super::{Testbed, state::NodeState};
 use axum::{
+    body::Bytes,
     extract::{Query, State},
-    http::header,
-    response::IntoResponse,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, atomic::AtomicU64, atomic::Ordering};
+use tokio::sync::watch;
+
+/// Testbed seconds per measurement round.
+pub const PERIOD_S: f64 = 900.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PathRow {
@@ -29,50 +41,171 @@ pub struct Only {
     hostname: Option<String>,
 }
 
-/// Every measured pair among the nodes present now (each unordered pair once, src before dst in node order).
-/// The state lock is held only to copy the present nodes' identities, not while paths are computed.
+/// The start of the measurement round that testbed time `t` falls in.
+pub fn round_start(t: f64) -> f64 {
+    (t / PERIOD_S).floor() * PERIOD_S
+}
+
+/// Every measured pair among the nodes present now, as of the current round (each unordered pair once, src
+/// before dst in node order). The state lock is held only to take the node table (an `Arc`).
 pub fn rows(tb: &Testbed, only: Option<&str>) -> Vec<PathRow> {
-    let now = tb.now();
-    let present: Vec<(usize, i32, String)> = {
-        let state = tb.state();
-        (0..state.nodes.len())
-            .filter(|&i| state.nodes[i].present)
-            .map(|i| (i, state.nodes[i].node_id, state.nodes[i].hostname.clone()))
-            .collect()
+    let at = round_start(tb.now());
+    let nodes = tb.state().nodes.clone();
+    rows_at(tb, &nodes, at, only)
+}
+
+fn rows_at(tb: &Testbed, nodes: &[NodeState], at: f64, only: Option<&str>) -> Vec<PathRow> {
+    let present: Vec<(usize, &NodeState)> = nodes.iter().enumerate().filter(|(_, n)| n.present).collect();
+    let row = |(a, na): (usize, &NodeState), (b, nb): (usize, &NodeState)| {
+        tb.world.path(a, b, at).map(|p| PathRow {
+            src: na.hostname.clone(),
+            dst: nb.hostname.clone(),
+            src_node_id: na.node_id,
+            dst_node_id: nb.node_id,
+            latency_ms: p.latency_ms,
+            bandwidth_kbps: p.bandwidth_kbps,
+            loss: p.loss,
+            measured_at: p.measured_at,
+        })
     };
-    let mut out = Vec::new();
-    for (k, (a, a_id, a_host)) in present.iter().enumerate() {
-        let from_a = only.is_none_or(|h| a_host == h);
-        for (b, b_id, b_host) in &present[k + 1..] {
-            if !(from_a || only.is_some_and(|h| b_host == h)) {
-                continue;
+    match only {
+        // One node's pairs, in the whole feed's order: those where it is dst, then those where it is src.
+        Some(hostname) => {
+            let Some(h) = present.iter().position(|(_, n)| n.hostname == hostname) else { return Vec::new() };
+            let before = present[..h].iter().filter_map(|&a| row(a, present[h]));
+            let after = present[h + 1..].iter().filter_map(|&b| row(present[h], b));
+            before.chain(after).collect()
+        }
+        None => {
+            let mut out = Vec::new();
+            for (k, &a) in present.iter().enumerate() {
+                out.extend(present[k + 1..].iter().filter_map(|&b| row(a, b)));
             }
-            if let Some(p) = tb.world.path(*a, *b, now) {
-                out.push(PathRow {
-                    src: a_host.clone(),
-                    dst: b_host.clone(),
-                    src_node_id: *a_id,
-                    dst_node_id: *b_id,
-                    latency_ms: p.latency_ms,
-                    bandwidth_kbps: p.bandwidth_kbps,
-                    loss: p.loss,
-                    measured_at: p.measured_at,
-                });
-            }
+            out
         }
     }
-    out
 }
 
-pub async fn json(State(tb): State<Arc<Testbed>>, Query(only): Query<Only>) -> impl IntoResponse {
-    axum::Json(rows(&tb, only.hostname.as_deref()))
+/// One round's whole feed, encoded.
+#[derive(Debug)]
+pub struct Feed {
+    /// Testbed time of the round's start.
+    pub at: f64,
+    pub rows: usize,
+    pub json: Bytes,
+    pub csv: Bytes,
 }
 
-pub async fn csv(State(tb): State<Arc<Testbed>>, Query(only): Query<Only>) -> impl IntoResponse {
+/// (round number, node-set version): the feed is the same for the same key.
+type Key = (i64, u64);
+
+/// Where a feed will appear (`None` until it is built).
+type Pending = watch::Receiver<Option<Arc<Feed>>>;
+
+/// The current feed, or the computation under way, shared by every caller with the same key.
+#[derive(Debug, Default)]
+pub struct Cache {
+    current: Mutex<Option<(Key, Pending)>>,
+    computations: AtomicU64,
+}
+
+impl Cache {
+    /// How many whole feeds have been built so far.
+    pub fn computations(&self) -> u64 {
+        self.computations.load(Ordering::Relaxed)
+    }
+}
+
+fn encode(rows: &[PathRow]) -> (Bytes, Bytes) {
+    let json = serde_json::to_vec(rows).expect("path rows serialise");
     let mut writer = csv::Writer::from_writer(Vec::new());
-    for row in rows(&tb, only.hostname.as_deref()) {
+    for row in rows {
         let _ = writer.serialize(row);
     }
-    let body = writer.into_inner().unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/csv")], body)
+    (Bytes::from(json), Bytes::from(writer.into_inner().unwrap_or_default()))
+}
+
+/// The whole feed of the current round: from the cache, or built once on the blocking pool while every
+/// concurrent caller waits for that same build. The build runs to the end even if its callers go away.
+pub async fn feed(tb: &Arc<Testbed>) -> Result<Arc<Feed>, String> {
+    let at = round_start(tb.now());
+    let (nodes, version) = {
+        let state = tb.state();
+        (state.nodes.clone(), state.nodes_version)
+    };
+    let key = ((at / PERIOD_S) as i64, version);
+    let mut ready = {
+        let mut current = tb.sensor.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*current {
+            // Keys only grow with time: a caller that read the clock a moment earlier takes the newer feed.
+            Some((have, ready)) if *have >= key => ready.clone(),
+            _ => {
+                let (done, ready) = watch::channel(None);
+                *current = Some((key, ready.clone()));
+                let testbed = tb.clone();
+                tokio::spawn(async move {
+                    let builder = testbed.clone();
+                    let built = testbed
+                        .blocking(move || {
+                            builder.sensor.computations.fetch_add(1, Ordering::Relaxed);
+                            let rows = rows_at(&builder, &nodes, at, None);
+                            let (json, csv) = encode(&rows);
+                            Feed { at, rows: rows.len(), json, csv }
+                        })
+                        .await;
+                    match built {
+                        Ok(feed) => {
+                            let _ = done.send(Some(Arc::new(feed)));
+                        }
+                        Err(e) => tracing::error!("reference testbed: building the sensor feed failed: {e}"),
+                    }
+                });
+                ready
+            }
+        }
+    };
+    let outcome = ready.wait_for(Option::is_some).await.map(|feed| feed.clone());
+    match outcome {
+        Ok(Some(feed)) => Ok(feed),
+        _ => {
+            // The build failed: forget it, so that the next caller tries again.
+            let mut current = tb.sensor.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if current.as_ref().is_some_and(|(_, r)| r.same_channel(&ready)) {
+                *current = None;
+            }
+            Err("the sensor feed could not be built".to_owned())
+        }
+    }
+}
+
+/// One node's paths (cheap), encoded on the blocking pool.
+async fn one_node(tb: &Arc<Testbed>, hostname: String) -> Result<(Bytes, Bytes), String> {
+    let testbed = tb.clone();
+    tb.blocking(move || encode(&rows(&testbed, Some(&hostname)))).await.map_err(|e| e.to_string())
+}
+
+fn failed(why: String) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, why).into_response()
+}
+
+pub async fn json(State(tb): State<Arc<Testbed>>, Query(only): Query<Only>) -> Response {
+    let body = match only.hostname {
+        Some(hostname) => one_node(&tb, hostname).await.map(|(json, _)| json),
+        None => feed(&tb).await.map(|feed| feed.json.clone()),
+    };
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(why) => failed(why),
+    }
+}
+
+pub async fn csv(State(tb): State<Arc<Testbed>>, Query(only): Query<Only>) -> Response {
+    let body = match only.hostname {
+        Some(hostname) => one_node(&tb, hostname).await.map(|(_, csv)| csv),
+        None => feed(&tb).await.map(|feed| feed.csv.clone()),
+    };
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, "text/csv")], body).into_response(),
+        Err(why) => failed(why),
+    }
 }

@@ -5,6 +5,7 @@
 use super::{profile::Profile, random, world::World};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 pub const ROLE_ADMIN: i32 = 10;
 pub const ROLE_PI: i32 = 20;
@@ -107,11 +108,18 @@ pub struct Sliver {
     pub running: bool,
 }
 
+/// The node table and its indexes are shared (`Arc`), so that readers take a snapshot in O(1) under the lock
+/// and build their answers after releasing it; churn copies the table only when it changes something while a
+/// snapshot is still out (copy on write).
 #[derive(Debug, Default)]
 pub struct State {
-    pub nodes: Vec<NodeState>,
-    pub by_id: HashMap<i32, usize>,
-    pub by_host: HashMap<String, usize>,
+    pub nodes: Arc<Vec<NodeState>>,
+    /// Present nodes by node id and by hostname (rebuilt whenever an identity or presence changes).
+    pub by_id: Arc<HashMap<i32, usize>>,
+    pub by_host: Arc<HashMap<String, usize>>,
+    /// Counts the changes of the node identities and presence (each [`Self::reindex`]): what the sensor feed,
+    /// which lists present nodes by name, depends on.
+    pub nodes_version: u64,
     pub persons: BTreeMap<i32, Person>,
     pub keys: BTreeMap<i32, (i32, String)>,
     pub sessions: HashMap<String, (i32, f64)>,
@@ -147,21 +155,29 @@ impl State {
             next_node_id: world.nodes.iter().map(|n| n.node_id).max().unwrap_or(0) + 1,
             ..State::default()
         };
-        state.nodes = nodes;
+        state.nodes = Arc::new(nodes);
         state.reindex();
         state
     }
 
     pub fn reindex(&mut self) {
-        self.by_id =
-            self.nodes.iter().enumerate().filter(|(_, n)| n.present).map(|(i, n)| (n.node_id, i)).collect();
-        self.by_host = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.present)
-            .map(|(i, n)| (n.hostname.clone(), i))
-            .collect();
+        self.by_id = Arc::new(
+            self.nodes.iter().enumerate().filter(|(_, n)| n.present).map(|(i, n)| (n.node_id, i)).collect(),
+        );
+        self.by_host = Arc::new(
+            self.nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.present)
+                .map(|(i, n)| (n.hostname.clone(), i))
+                .collect(),
+        );
+        self.nodes_version += 1;
+    }
+
+    /// Node `i`, to change (copies the table first if a reader still holds a snapshot of it).
+    pub fn node_mut(&mut self, i: usize) -> &mut NodeState {
+        &mut Arc::make_mut(&mut self.nodes)[i]
     }
 
     pub fn fresh_id(&mut self) -> i32 {
@@ -187,22 +203,28 @@ impl State {
         let mut changed = false;
         for i in 0..self.nodes.len() {
             let u = random::unit(seed, "churn", &[self.churn_step, i as u64]);
-            let node = &mut self.nodes[i];
-            if !node.present {
+            // Read first, write only on a change: most steps change few nodes, and a write copies the
+            // table when a reader holds a snapshot.
+            let (present, up) = (self.nodes[i].present, self.nodes[i].up);
+            if !present {
                 if u < per_step(c.join_per_hour) {
+                    let new_id = random::unit(seed, "rejoin-new-id", &[self.churn_step, i as u64]) < 0.5;
+                    let next_node_id = self.next_node_id;
+                    let node = self.node_mut(i);
                     node.present = true;
                     node.up = true;
                     node.last_change = at;
-                    if random::unit(seed, "rejoin-new-id", &[self.churn_step, i as u64]) < 0.5 {
-                        node.node_id = self.next_node_id;
+                    if new_id {
+                        node.node_id = next_node_id;
                         self.next_node_id += 1;
                     }
                     changed = true;
                 }
                 continue;
             }
-            if !node.up {
+            if !up {
                 if u < per_step(c.up_per_hour) {
+                    let node = self.node_mut(i);
                     node.up = true;
                     node.last_change = at;
                 }
@@ -211,9 +233,11 @@ impl State {
             let (down, leave, ident) =
                 (per_step(c.down_per_hour), per_step(c.leave_per_hour), per_step(c.identity_change_per_hour));
             if u < down {
+                let node = self.node_mut(i);
                 node.up = false;
                 node.last_change = at;
             } else if u < down + leave {
+                let node = self.node_mut(i);
                 node.present = false;
                 node.last_change = at;
                 self.drop_slivers(i);
@@ -239,7 +263,7 @@ impl State {
         };
         let site_id = world.sites[world.nodes[i].site].site_id as u32;
         let next_node_id = &mut self.next_node_id;
-        let node = &mut self.nodes[i];
+        let node = &mut Arc::make_mut(&mut self.nodes)[i];
         node.last_change = at;
         if ip {
             let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + 16 * site_id;
