@@ -3,6 +3,7 @@
 //! SQLite is the embedded default; PostgreSQL is for production. Both run the same migrations and the same
 //! queries, and the test suite runs on both.
 
+pub mod claim;
 pub mod entity;
 pub mod session_store;
 
