@@ -107,10 +107,30 @@ impl FromServerFnError for AppError {
         match value {
             ServerFnErrorErr::Args(m) => Self::bad_request(format!("bad arguments: {m}")),
             ServerFnErrorErr::MissingArg(m) => Self::bad_request(format!("missing argument {m}")),
+            // On the server this is a request body that cannot be read as arguments (not UTF-8); in
+            // the browser it is an answer that cannot be read, which stays `internal`.
+            #[cfg(feature = "ssr")]
+            ServerFnErrorErr::Deserialization(m) => Self::bad_request(format!("unreadable arguments: {m}")),
+            ServerFnErrorErr::UnsupportedRequestMethod(m) => Self::new(ErrorCode::MethodNotAllowed, m),
             ServerFnErrorErr::Request(m) => {
                 Self::new(ErrorCode::Unavailable, format!("could not reach the server: {m}"))
             }
             other => Self::internal(other),
+        }
+    }
+
+    /// Reads a server function's error: the `AppError` object server functions answer, or the API's
+    /// `{"error": …}` shape that the layers in front of them (CSRF check, in-flight limit) answer.
+    fn de(data: server_fn::Bytes) -> Self {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            Bare(AppError),
+            Wrapped { error: AppError },
+        }
+        match serde_json::from_slice::<Shape>(&data) {
+            Ok(Shape::Bare(error) | Shape::Wrapped { error }) => error,
+            Err(e) => Self::from_server_fn_error(ServerFnErrorErr::Deserialization(e.to_string())),
         }
     }
 }

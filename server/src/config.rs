@@ -18,13 +18,16 @@
 //! | `testbed_profile` | `PORTOLAN_TESTBED_PROFILE` | `mild` | its profile: `mild`, `paper`, `harsh` or a TOML file |
 //! | `testbed_seed` | `PORTOLAN_TESTBED_SEED` | `1` | its seed |
 //! | `testbed_time_scale` | `PORTOLAN_TESTBED_TIME_SCALE` | `1` | testbed seconds per real second |
+//! | `header_timeout_s` | `PORTOLAN_HEADER_TIMEOUT_S` | `10` | a connection that has not sent a request's whole head (request line and headers) this many seconds after it opened or after its last answer is closed; this also bounds idle keep-alive |
+//! | `body_timeout_s` | `PORTOLAN_BODY_TIMEOUT_S` | `30` | a request whose body stalls this long between two reads is answered 400 (JSON) and its connection closed |
+//! | `max_in_flight` | `PORTOLAN_MAX_IN_FLIGHT` | `512` | requests handled at once; beyond it a request is answered 503 (JSON) at once instead of queueing |
 
 use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
 };
 use serde::{Deserialize, Serialize};
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
@@ -41,6 +44,9 @@ pub struct Config {
     pub testbed_profile: String,
     pub testbed_seed: u64,
     pub testbed_time_scale: f64,
+    pub header_timeout_s: f64,
+    pub body_timeout_s: f64,
+    pub max_in_flight: usize,
 }
 
 impl Default for Config {
@@ -59,6 +65,9 @@ impl Default for Config {
             testbed_profile: "mild".to_owned(),
             testbed_seed: 1,
             testbed_time_scale: 1.0,
+            header_timeout_s: 10.0,
+            body_timeout_s: 30.0,
+            max_in_flight: 512,
         }
     }
 }
@@ -129,6 +138,14 @@ impl Config {
             });
         }
         http_url(&self.testbed_url, "testbed_url (PORTOLAN_TESTBED_URL)")?;
+        seconds(self.header_timeout_s, "header_timeout_s (PORTOLAN_HEADER_TIMEOUT_S)")?;
+        seconds(self.body_timeout_s, "body_timeout_s (PORTOLAN_BODY_TIMEOUT_S)")?;
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "max_in_flight (PORTOLAN_MAX_IN_FLIGHT)",
+                why: "must be at least 1".to_owned(),
+            });
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return Err(ConfigError::Invalid { setting: "log (PORTOLAN_LOG)", why: e.to_string() });
         }
@@ -143,9 +160,31 @@ impl Config {
         }
     }
 
-    /// Session cookies are `Secure` when the portal is served over TLS.
+    /// How long a connection may take to send a request's head (`header_timeout_s`).
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_timeout_s)
+    }
+
+    /// How long a request body may stall between two reads (`body_timeout_s`).
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.body_timeout_s)
+    }
+
+    /// Session cookies are `Secure` (and HSTS is sent) when the portal is served over TLS.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+/// A timeout in seconds: positive, finite, at most an hour (fractions allowed, for tests).
+fn seconds(value: f64, setting: &'static str) -> Result<(), ConfigError> {
+    if value > 0.0 && value <= 3600.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            setting,
+            why: "must be a number of seconds above 0 and at most 3600".to_owned(),
+        })
     }
 }
 
@@ -242,6 +281,14 @@ mod tests {
             assert!(err.contains("PORTOLAN_TESTBED_URL"), "{err}");
             let err = load_err(jail, "PORTOLAN_SESSION_DAYS", "many");
             assert!(err.contains("PORTOLAN_SESSION_DAYS"), "{err}");
+            for bad in ["0", "-1", "NaN", "inf", "3601"] {
+                let err = load_err(jail, "PORTOLAN_HEADER_TIMEOUT_S", bad);
+                assert!(err.contains("PORTOLAN_HEADER_TIMEOUT_S"), "{bad}: {err}");
+                let err = load_err(jail, "PORTOLAN_BODY_TIMEOUT_S", bad);
+                assert!(err.contains("PORTOLAN_BODY_TIMEOUT_S"), "{bad}: {err}");
+            }
+            let err = load_err(jail, "PORTOLAN_MAX_IN_FLIGHT", "0");
+            assert!(err.contains("PORTOLAN_MAX_IN_FLIGHT"), "{err}");
             Ok(())
         });
     }

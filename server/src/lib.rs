@@ -58,7 +58,7 @@ pub async fn serve(
         }
     });
     let app = web::router(AppState::new(db), config);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    web::serve(listener, app, config.header_timeout(), shutdown).await?;
     Ok(())
 }
 

@@ -6,19 +6,39 @@ use app::{App, shell};
 use axum::{
     Router,
     body::Body,
-    extract::{DefaultBodyLimit, Request},
-    http::{HeaderName, HeaderValue},
+    error_handling::HandleErrorLayer,
+    extract::{ConnectInfo, DefaultBodyLimit, Request},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
     routing::post,
 };
-use leptos::prelude::*;
-use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list, handle_server_fns_with_context};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use leptos::{
+    nonce::use_nonce,
+    prelude::*,
+    server_fn::{self, error::ServerFnUrlError},
+};
+use leptos_axum::{
+    AxumRouteListing, LeptosRoutes, ResponseOptions, generate_route_list_with_exclusions,
+    handle_server_fns_with_context,
+};
+use model::error::{AppError, ErrorCode};
 use portolan_core::{db::session_store::DbSessionStore, state::AppState};
-use std::sync::OnceLock;
-use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
+use std::{future::Future, net::SocketAddr, sync::OnceLock, time::Duration};
+use tokio::net::TcpListener;
+use tower::{ServiceBuilder, ServiceExt, limit::GlobalConcurrencyLimitLayer, load_shed::error::Overloaded};
+use tower_http::{set_header::SetResponseHeaderLayer, timeout::RequestBodyTimeoutLayer, trace::TraceLayer};
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 /// The largest request body accepted anywhere (keys and topologies are far smaller).
 pub const MAX_BODY: usize = 256 * 1024;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "portolan_session";
 
 pub fn leptos_options(config: &Config) -> LeptosOptions {
     LeptosOptions::builder()
@@ -35,17 +55,22 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let routes = route_list();
     let context = {
         let state = state.clone();
-        move || provide_context(state.clone())
+        move || {
+            provide_context(state.clone());
+            // A page render: leptos_axum has provided this request's nonce, which the hydration script
+            // and streamed chunks carry; the policy names it.
+            if let (Some(nonce), Some(response)) = (use_nonce(), use_context::<ResponseOptions>()) {
+                response
+                    .insert_header(header::CONTENT_SECURITY_POLICY, content_security_policy(Some(&nonce)));
+            }
+        }
     };
     let server_fns = {
         let context = context.clone();
-        move |request: Request<Body>| {
-            let context = context.clone();
-            async move { handle_server_fns_with_context(context, request).await }
-        }
+        move |request: Request<Body>| server_fn_call(context.clone(), request)
     };
     let site = Router::new()
-        .route("/sf/{*fn_name}", post(server_fns))
+        .route("/sf/{*fn_name}", post(server_fns).fallback(sf_method_not_allowed))
         .leptos_routes_with_context(&options, routes, context.clone(), {
             let options = options.clone();
             move || shell(options.clone())
@@ -55,22 +80,239 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .with_state(options);
 
     let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
-        .with_name("portolan_session")
+        .with_name(SESSION_COOKIE)
         .with_secure(config.secure_cookies())
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_expiry(Expiry::OnInactivity(time::Duration::days(i64::from(config.session_days))));
 
+    let hsts = config.secure_cookies().then(|| {
+        SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        )
+    });
+
     Router::new()
-        .nest("/api/v1", api::router(state))
+        .merge(api::router(state))
         .merge(site)
         .layer(axum::middleware::from_fn(csrf::check))
         .layer(sessions)
+        .layer(axum::middleware::from_fn(no_store_when_authenticated))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(RequestBodyTimeoutLayer::new(config.body_timeout()))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DEFAULT_CSP),
+        ))
         .layer(header("x-content-type-options", "nosniff"))
         .layer(header("x-frame-options", "DENY"))
         .layer(header("referrer-policy", "same-origin"))
+        .layer(tower::util::option_layer(hsts))
+        // One semaphore for all routes (`Router::layer` wraps each route on its own, so the plain
+        // `ConcurrencyLimitLayer` would give each route its own limit).
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(config.max_in_flight)),
+        )
         .layer(TraceLayer::new_for_http())
+}
+
+/// The policy of every answer that is not a rendered page (JSON, files, errors): nothing inline runs.
+const DEFAULT_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; \
+    frame-ancestors 'none'";
+
+/// The Content-Security-Policy of a page. Scripts: the bundle from this origin, WebAssembly compilation
+/// (`'wasm-unsafe-eval'`, which allows no JavaScript eval), and the inline hydration script and streamed
+/// resource chunks, which carry this response's nonce. Styles: the stylesheet only.
+pub fn content_security_policy(nonce: Option<&str>) -> HeaderValue {
+    match nonce {
+        Some(nonce) => HeaderValue::try_from(DEFAULT_CSP.replacen(
+            "script-src 'self'",
+            &format!("script-src 'self' 'nonce-{nonce}'"),
+            1,
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(DEFAULT_CSP)),
+        None => HeaderValue::from_static(DEFAULT_CSP),
+    }
+}
+
+/// An answer to a request that carries credentials (a session cookie or an `Authorization` header), or
+/// that sets a cookie (a log-in), may hold one person's data, or a new token's secret: no cache keeps
+/// it. The bundle's files are the same for everyone and stay cacheable.
+async fn no_store_when_authenticated(request: Request, next: Next) -> Response {
+    let credentials = request.headers().contains_key(header::AUTHORIZATION)
+        || request
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|c| c.to_str().ok())
+            .flat_map(|c| c.split(';'))
+            .any(|c| {
+                c.trim_start().starts_with(SESSION_COOKIE)
+                    && c.trim_start()[SESSION_COOKIE.len()..].starts_with('=')
+            });
+    let asset = request.uri().path().starts_with("/pkg/");
+    let mut response = next.run(request).await;
+    if !asset && (credentials || response.headers().contains_key(header::SET_COOKIE)) {
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn overloaded(error: tower::BoxError) -> Response {
+    if error.is::<Overloaded>() {
+        AppError::new(ErrorCode::Unavailable, "the portal is busy; try again shortly").into_response()
+    } else {
+        AppError::internal(error).into_response()
+    }
+}
+
+/// A server function called with another method than POST (they never change state on GET).
+async fn sf_method_not_allowed(request: Request) -> Response {
+    let error = api::method_not_allowed().await;
+    let path = request.uri().path().to_owned();
+    let mut response = sf_error(&request, &path, error);
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+/// A server-function call. Before dispatch: an unknown name is 404, a body that is not a form (every
+/// server function here takes `application/x-www-form-urlencoded`) 415, one over [`MAX_BODY`] 413, one
+/// that cannot be read (it stalled) 400. After: server_fn answers every error it finds (bad, missing or
+/// duplicate arguments) with 500 and the error as the body; the status is set from the error's code.
+/// Errors are the `AppError` object server_fn's client decodes (`{"code","message","field"?}`); a plain
+/// form post (no JavaScript) is instead sent back to its page with the error in the URL, as leptos does.
+async fn server_fn_call(context: impl Fn() + Clone + Send + 'static, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    if server_fn::axum::get_server_fn_service(&path, Method::POST).is_none() {
+        return sf_error(&request, &path, AppError::not_found("server function"));
+    }
+    let form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|t| t.to_str().ok())
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !form {
+        let error = AppError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the arguments as a form (Content-Type: application/x-www-form-urlencoded)",
+        );
+        return sf_error(&request, &path, error);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let request = Request::from_parts(parts, Body::empty());
+            let too_large =
+                std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let error = if too_large {
+                AppError::new(ErrorCode::TooLarge, "the request body is too large")
+            } else {
+                AppError::bad_request(format!("could not read the request body: {e}"))
+            };
+            return sf_error(&request, &path, error);
+        }
+    };
+    let response = handle_server_fns_with_context(context, Request::from_parts(parts, Body::from(bytes)))
+        .await
+        .into_response();
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key(server_fn::error::SERVER_FN_ERROR_HEADER)
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
+    if let Ok(error) = serde_json::from_slice::<AppError>(&bytes) {
+        parts.status = error.code.status();
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// A server-function error found before dispatch, answered as server_fn answers its own errors.
+fn sf_error(request: &Request, path: &str, error: AppError) -> Response {
+    let plain_form = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let referer = request.headers().get(header::REFERER).and_then(|r| r.to_str().ok());
+    if plain_form
+        && let Some(referer) = referer
+        && let Ok(url) = ServerFnUrlError::new(path, error.clone()).to_url(referer)
+        && let Ok(location) = HeaderValue::try_from(url.as_str())
+    {
+        return (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
+    }
+    let status = error.code.status();
+    (
+        status,
+        [(
+            HeaderName::from_static(server_fn::error::SERVER_FN_ERROR_HEADER),
+            HeaderValue::from_str(path).unwrap_or(HeaderValue::from_static("/sf")),
+        )],
+        axum::Json(error),
+    )
+        .into_response()
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish. Each
+/// connection must send a request's head within `header_timeout` (from its opening, or from its last
+/// answer), else it is closed: hyper's HTTP/1 header read timeout, which `axum::serve` does not set.
+/// Requests carry `ConnectInfo<SocketAddr>` as with `axum::serve(…into_make_service_with_connect_info)`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // hyper's header timer starts with the first byte: a connection that sends none is closed
+            // here after the same time.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+                app.clone().oneshot(request.map(Body::new))
+            });
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(error = %e, %remote, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// The app's routes, generated once per process. Generating them runs the app with resource loading
@@ -79,7 +321,14 @@ pub fn router(state: AppState, config: &Config) -> Router {
 /// seen here as a hung integration test).
 fn route_list() -> Vec<AxumRouteListing> {
     static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
-    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+    ROUTES
+        .get_or_init(|| {
+            // leptos_axum would route each server function to its own handler, ahead of `/sf/{*fn_name}`
+            // and its checks; excluded here, they all go through `server_fn_call`.
+            let server_fns = server_fn::axum::server_fn_paths().map(|(path, _)| path.to_owned()).collect();
+            generate_route_list_with_exclusions(App, Some(server_fns))
+        })
+        .clone()
 }
 
 fn header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

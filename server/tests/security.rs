@@ -44,7 +44,11 @@ async fn cross_origin_posts_are_refused(app: TestApp) {
 async fn state_changes_are_never_gets(app: TestApp) {
     let ada = app.user("ada@example.org").await;
     let response = ada.get(app.url("/sf/create_project?name=viaget&description=x")).send().await.unwrap();
-    assert!(response.status().is_client_error(), "{}", response.status());
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "POST");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "method_not_allowed", "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     assert_eq!(app.count("projects").await, 0);
 }
 
@@ -78,8 +82,10 @@ async fn bad_bodies_get_clear_json_errors(app: TestApp) {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     insta::assert_json_snapshot!("too_large", body);
 
+    // `/keys/{id}` answers only DELETE: a GET is 405, in the JSON shape, whatever the id looks like.
     let (status, body) = app.get(&script, "/keys/not-a-number", Some(&token)).await;
-    assert!(status.is_client_error(), "{status} {body}");
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    insta::assert_json_snapshot!("method_not_allowed", body);
     let (status, body) =
         app.api(&script, reqwest::Method::DELETE, "/keys/not-a-number", Some(&token), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -96,6 +102,7 @@ async fn openapi_document_lists_the_api(app: TestApp) {
     let (status, doc) = app.get(&Client::new(), "/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    // Every route, both ways, is checked in tests/http.rs (`every_route_is_documented`).
     for path in ["/api/v1/me", "/api/v1/projects", "/api/v1/keys/{id}", "/api/v1/tokens"] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }

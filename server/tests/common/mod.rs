@@ -30,9 +30,14 @@ pub fn postgres_admin_url() -> String {
 
 impl TestApp {
     pub async fn sqlite() -> Self {
+        Self::sqlite_with(|_| {}).await
+    }
+
+    /// On SQLite, with settings changed by `configure` (timeouts, limits, `public_url`, …).
+    pub async fn sqlite_with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-        Self::start(dir, url, "sqlite").await
+        Self::start_with(dir, url, "sqlite", configure).await
     }
 
     pub async fn postgres() -> Self {
@@ -48,13 +53,23 @@ impl TestApp {
     }
 
     async fn start(dir: tempfile::TempDir, url: String, backend: &'static str) -> Self {
-        let config = Config {
+        Self::start_with(dir, url, backend, |_| {}).await
+    }
+
+    async fn start_with(
+        dir: tempfile::TempDir,
+        url: String,
+        backend: &'static str,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_owned(),
             database_url: Some(url),
             db_max_connections: 5,
             ..Config::default()
         };
+        configure(&mut config);
         let db = server::open_database(&config).await.unwrap();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
