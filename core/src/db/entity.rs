@@ -239,6 +239,7 @@ pub mod audit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sea_orm::Iterable;
 
     #[test]
     fn stored_values_round_trip_and_unknown_ones_are_errors() {
