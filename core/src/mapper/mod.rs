@@ -50,6 +50,19 @@ use std::time::Instant;
 /// The default time limit of `portolan map`, in seconds.
 pub const DEFAULT_TIME_LIMIT_S: f64 = 30.0;
 
+/// [`map`] for async callers (server functions, reconcilers): it runs on the mapping pool's blocking threads,
+/// since a mapping may take its whole time limit and would otherwise stall an async worker (and every
+/// request scheduled on it). Mappings beyond the pool's size wait their turn.
+pub async fn map_off_workers(
+    world: std::sync::Arc<MapWorld>,
+    topology: Topology,
+    policy: Policy,
+    time_limit_s: f64,
+) -> AppResult<Answer> {
+    crate::blocking::run(&crate::blocking::MAPPING, move || map(&world, &topology, &policy, time_limit_s))
+        .await?
+}
+
 /// Maps `topology` onto `world` under `policy`, spending at most about `time_limit_s` seconds in the solver.
 /// Bad input is an `Err`; an unplaceable request is an `Ok` answer with status `infeasible` and reasons.
 pub fn map(world: &MapWorld, topology: &Topology, policy: &Policy, time_limit_s: f64) -> AppResult<Answer> {

@@ -92,6 +92,15 @@ fn only_explanation(answer: &Answer) -> &Explanation {
     &answer.explanation[0]
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn mapping_off_the_workers_gives_the_same_answer() {
+    let t = topo(vec![vnode("x", NodeType::Any), vnode("y", NodeType::Internet2)], vec![]);
+    let answer =
+        map_off_workers(std::sync::Arc::new(world()), t.clone(), Policy::default(), 10.0).await.unwrap();
+    assert_eq!(answer.placement, run(&t).placement);
+    assert_eq!(answer.status, Status::Optimal);
+}
+
 #[test]
 fn picks_the_cheapest_admitted_node() {
     let answer = run(&topo(vec![vnode("x", NodeType::Any)], vec![]));
