@@ -4,6 +4,20 @@ import { expect, test, type Page } from "@playwright/test";
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPI+DjeFyvcJhwoBHObkxNxeuORd3QSsOorXq16R8qpd ada@lab";
 const FINGERPRINT = "SHA256:qssXkA28cUCYLhXmSlC2AYhnAMm6Kfva0BVaSunHiWQ";
 
+// Every page is served with a Content-Security-Policy (no inline script without the page's nonce).
+// Chromium reports each refusal on the console ("… violates the following Content Security Policy
+// directive …"): any such message fails the test it happened in.
+let cspViolations: string[] = [];
+test.beforeEach(({ page }) => {
+  cspViolations = [];
+  page.on("console", (message) => {
+    if (message.text().includes("Content Security Policy")) cspViolations.push(message.text());
+  });
+});
+test.afterEach(() => {
+  expect(cspViolations, "CSP violations reported in the console").toEqual([]);
+});
+
 /** Waits until the WASM bundle has hydrated the page. */
 async function hydrated(page: Page) {
   await page.locator("html[data-hydrated]").waitFor({ state: "attached" });
@@ -79,6 +93,25 @@ test("the project-name check runs in the browser once hydrated", async ({ page }
   await name.fill("");
   await name.pressSequentially("good_name");
   await expect(check).toContainText("good_name is a valid project name");
+});
+
+test("pages hydrate under their Content-Security-Policy", async ({ page }) => {
+  const response = await page.goto("/login");
+  const csp = response?.headers()["content-security-policy"] ?? "";
+  expect(csp).toContain("script-src 'self' 'nonce-");
+  expect(csp).not.toContain("unsafe-inline");
+  const nonce = /'nonce-([^']+)'/.exec(csp)?.[1];
+  expect(nonce).toBeTruthy();
+  await hydrated(page);
+  // The policy is enforced, not only sent: an injected inline script without the nonce is refused.
+  await page.evaluate(() => {
+    const script = document.createElement("script");
+    script.textContent = "window.__cspBypassed = true";
+    document.body.appendChild(script);
+  });
+  await expect.poll(() => cspViolations.length).toBeGreaterThan(0);
+  expect(await page.evaluate(() => (window as unknown as { __cspBypassed?: boolean }).__cspBypassed)).toBeUndefined();
+  cspViolations = []; // that refusal was the point; the page itself caused none
 });
 
 test("log in with wrong credentials shows one clear error", async ({ page }) => {
