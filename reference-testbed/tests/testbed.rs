@@ -696,3 +696,202 @@ async fn times_past_2038_travel_as_i8() {
     let exact = plc.ok("GetSlices", vec![admin(), st(&[("expires", Value::Long(2_151_014_400))])]).await;
     assert_eq!(list(&exact).len(), 1);
 }
+
+/// A testbed on a generated 10,000-node world, and an ordinary (non-admin, siteless) account on it.
+fn large() -> (Arc<Testbed>, Value) {
+    let mut profile = Profile::mild();
+    quiet(&mut profile);
+    profile.world.nodes = 10_000;
+    let tb = Testbed::new(settings(profile, 1, 1.0));
+    tb.plcapi("AddPerson", vec![admin(), st(&[("email", s("u@x.test")), ("password", s("pw"))])]).unwrap();
+    (tb, auth("u@x.test", "pw"))
+}
+
+/// Oversized filters from an ordinary account are refused before anything is evaluated, with fault 102
+/// naming the limit (two 1.9 MB filters used to freeze the testbed for 15 s).
+#[tokio::test]
+async fn oversized_filters_are_refused_naming_the_limit() {
+    let plc = mild().await;
+    let user =
+        plc.ok("AddPerson", vec![admin(), st(&[("email", s("u@x.test")), ("password", s("pw"))])]).await;
+    assert!(matches!(user, Value::Integer(_)));
+    let user = auth("u@x.test", "pw");
+    let limit = reference_testbed::filter::MAX_VALUES;
+    let hosts = |n: usize| Value::Array((0..n).map(|k| s(&format!("node{k}.example.org"))).collect());
+    assert!(list(&plc.ok("GetNodes", vec![user.clone(), hosts(limit)]).await).is_empty());
+    for filter in [hosts(limit + 1), st(&[("hostname", hosts(limit + 1))])] {
+        let (code, message) = plc.fault("GetNodes", vec![user.clone(), filter]).await;
+        assert_eq!(code, 102, "{message}");
+        assert!(message.contains(&limit.to_string()), "{message}");
+    }
+    let patterns =
+        Value::Array((0..=reference_testbed::filter::MAX_PATTERNS).map(|k| s(&format!("*{k}*"))).collect());
+    let (code, message) = plc.fault("GetSlices", vec![user.clone(), st(&[("name", patterns)])]).await;
+    assert_eq!(code, 102);
+    assert!(message.contains(&reference_testbed::filter::MAX_PATTERNS.to_string()), "{message}");
+}
+
+/// On 10,000 nodes `GetNodes` holds the state lock only to snapshot (Arcs), whatever the filter: rows are
+/// built, filtered and projected after the lock is released.
+#[tokio::test]
+async fn get_nodes_on_ten_thousand_nodes_holds_the_lock_briefly() {
+    let (tb, user) = large();
+    // 910 hostnames: with the other keys and the return field, within the limit of 1000 values.
+    let hosts: Vec<Value> = tb.world.nodes.iter().step_by(11).map(|n| s(&n.hostname)).collect();
+    tb.reset_max_lock_hold();
+    let started = std::time::Instant::now();
+    let all = tb.plcapi("GetNodes", vec![user.clone()]).unwrap();
+    assert_eq!(list(&all).len(), 10_000);
+    let some = tb.plcapi("GetNodes", vec![user.clone(), Value::Array(hosts.clone())]).unwrap();
+    assert_eq!(list(&some).len(), hosts.len());
+    let filter = st(&[("hostname", Value::Array(hosts)), ("-SORT", s("-node_id"))]);
+    let sorted = tb.plcapi("GetNodes", vec![user.clone(), filter, Value::Array(vec![s("node_id")])]).unwrap();
+    assert_eq!(list(&sorted).len(), 910);
+    assert!(int(field(&list(&sorted)[0], "node_id")) > int(field(&list(&sorted)[909], "node_id")));
+    let wild = st(&[("hostname", s("*.edu")), ("boot_state", s("boot"))]);
+    assert!(!list(&tb.plcapi("GetNodes", vec![user, wild]).unwrap()).is_empty());
+    let (took, held) = (started.elapsed(), tb.max_lock_hold());
+    assert!(held < Duration::from_millis(50), "the lock was held for {held:?} (the calls took {took:?})");
+}
+
+/// The largest gap between the ticks of a 5 ms interval on this runtime while `work` runs: how long the
+/// runtime's (single) worker was kept from other tasks.
+async fn worst_stall(work: impl Future<Output = ()>) -> Duration {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let ticker = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(5));
+        let mut last = std::time::Instant::now();
+        let mut worst = Duration::ZERO;
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {
+                    worst = worst.max(last.elapsed());
+                    last = std::time::Instant::now();
+                }
+                _ = &mut stopped => return worst.max(last.elapsed()),
+            }
+        }
+    });
+    work.await;
+    let _ = stop.send(());
+    ticker.await.unwrap()
+}
+
+/// Runs `client` on a runtime of its own (on another thread), so that only the testbed's tasks share this
+/// test's worker.
+async fn elsewhere<F: Future<Output = ()>>(client: impl FnOnce() -> F + Send + 'static) {
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(client())
+    })
+    .await
+    .unwrap();
+}
+
+/// Heavy calls run on the blocking pool: a `GetNodes` of 10,000 nodes (hundreds of milliseconds) and eight
+/// parallel sensor feeds do not stall the async worker they arrive on (the portal's, in the embedded mode).
+#[tokio::test]
+async fn heavy_calls_do_not_stall_the_async_workers() {
+    let (tb, user) = large();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/PLCAPI/", listener.local_addr().unwrap());
+    tokio::spawn(reference_testbed::serve(tb, listener, std::future::pending()));
+    let started = std::time::Instant::now();
+    let stall = worst_stall(elsewhere(move || async move {
+        let http = reqwest::Client::new();
+        for _ in 0..3 {
+            let body = MethodCall { name: "GetNodes".into(), params: vec![user.clone()] }.to_xml().unwrap();
+            let answer = http.post(&url).body(body).send().await.unwrap().bytes().await.unwrap();
+            assert!(answer.len() > 1_000_000);
+        }
+    }))
+    .await;
+    let took = started.elapsed();
+    assert!(stall < Duration::from_millis(150), "stalled {stall:?} while three GetNodes took {took:?}");
+
+    let plc = mild().await;
+    let url = format!("{}/sensor/paths.json", plc.url);
+    let started = std::time::Instant::now();
+    let stall = worst_stall(elsewhere(move || async move {
+        let http = reqwest::Client::new();
+        let feeds = (0..8).map(|_| async { http.get(&url).send().await.unwrap().bytes().await.unwrap() });
+        for body in futures_join(feeds).await {
+            assert!(body.len() > 1_000_000);
+        }
+    }))
+    .await;
+    let took = started.elapsed();
+    assert!(stall < Duration::from_millis(150), "stalled {stall:?} while eight sensor feeds took {took:?}");
+}
+
+/// Awaits every future (concurrently, on this task).
+async fn futures_join<T>(futures: impl IntoIterator<Item = impl Future<Output = T>>) -> Vec<T> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<T>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (k, f) in set.iter_mut().enumerate() {
+            if out[k].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[k] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    out.into_iter().map(|v| v.expect("every future finished")).collect()
+}
+
+/// The whole feed is built once per measurement round and node set, shared by concurrent callers, and is
+/// exactly what `sensor::rows` computes; `?hostname=` is the whole feed's rows with that node, in order.
+#[tokio::test(start_paused = true)]
+async fn the_sensor_feed_is_built_once_per_round_and_shared() {
+    let plc = mild().await;
+    let get = |query: &'static str| {
+        let plc = &plc;
+        async move {
+            plc.http
+                .get(format!("{}/sensor/paths.json{query}", plc.url))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        }
+    };
+    let bodies = futures_join((0..8).map(|_| get(""))).await;
+    assert_eq!(plc.tb.sensor_feed_builds(), 1, "eight callers, one build");
+    assert!(bodies.iter().all(|b| b == &bodies[0]));
+    let direct = serde_json::to_vec(&reference_testbed::sensor::rows(&plc.tb, None)).unwrap();
+    assert_eq!(bodies[0].as_ref(), direct.as_slice(), "the cached feed is the computed one");
+    get("").await;
+    assert_eq!(plc.tb.sensor_feed_builds(), 1, "same round, same feed");
+
+    let rows: Vec<reference_testbed::sensor::PathRow> = serde_json::from_slice(&bodies[0]).unwrap();
+    let host = rows[0].dst.clone();
+    let one: Vec<reference_testbed::sensor::PathRow> = serde_json::from_slice(
+        &plc.http
+            .get(format!("{}/sensor/paths.json?hostname={host}", plc.url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let expected: Vec<_> = rows.iter().filter(|r| r.src == host || r.dst == host).cloned().collect();
+    assert!(!expected.is_empty());
+    assert_eq!(one, expected);
+
+    // The next round (paused time: advanced by hand) is a new feed.
+    tokio::time::advance(plc.tb.clock.real_duration(reference_testbed::sensor::PERIOD_S)).await;
+    let next = get("").await;
+    assert_eq!(plc.tb.sensor_feed_builds(), 2);
+    assert_ne!(next, bodies[0], "a new round measures anew");
+}
