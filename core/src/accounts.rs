@@ -5,15 +5,20 @@ use crate::auth::{Caller, hash_password, verify_password};
 use crate::clock::Clock;
 use crate::db::{entity::user, unique_as};
 use crate::error::{AppError, AppResult};
+use crate::{blocking, throttle};
 use model::accounts::UserView;
+use model::limits;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionSession,
     TransactionTrait,
 };
 use serde_json::json;
 
-pub const MIN_PASSWORD: usize = 10;
-pub const MAX_PASSWORD: usize = 1024;
+pub const MIN_PASSWORD: usize = limits::PASSWORD_MIN;
+pub const MAX_PASSWORD: usize = limits::PASSWORD_MAX_BYTES;
+/// The least zxcvbn score (0 to 4) a new password needs: 3 is "safely unguessable: moderate protection
+/// from offline slow-hash scenario" (about 10^10 guesses).
+pub const MIN_PASSWORD_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
 
 impl From<user::Model> for UserView {
     fn from(u: user::Model) -> Self {
@@ -27,9 +32,13 @@ impl From<user::Model> for UserView {
     }
 }
 
+/// Trims and lower-cases an email and checks it: at most [`limits::EMAIL`] characters (the column), no
+/// control characters, and a valid address.
 pub fn normalize_email(email: &str) -> AppResult<String> {
-    let email = email.trim().to_lowercase();
-    if email.len() > 254 || !email_address::EmailAddress::is_valid(&email) {
+    let email = email.trim();
+    limits::line("email", "email address", email, limits::EMAIL)?;
+    let email = email.to_lowercase();
+    if email.chars().count() > limits::EMAIL || !email_address::EmailAddress::is_valid(&email) {
         return Err(AppError::invalid("email", "enter a valid email address, like ada@example.org"));
     }
     Ok(email)
@@ -37,12 +46,13 @@ pub fn normalize_email(email: &str) -> AppResult<String> {
 
 pub fn validate_name(name: &str) -> AppResult<String> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(AppError::invalid("name", "enter your name (1 to 100 characters)"));
+    if name.is_empty() {
+        return Err(AppError::invalid(
+            "name",
+            format!("enter your name (1 to {} characters)", limits::USER_NAME),
+        ));
     }
-    if name.chars().any(char::is_control) {
-        return Err(AppError::invalid("name", "the name must not contain control characters"));
-    }
+    limits::line("name", "name", name, limits::USER_NAME)?;
     Ok(name.to_owned())
 }
 
@@ -63,6 +73,27 @@ pub fn validate_password(password: &str) -> AppResult<()> {
     Ok(())
 }
 
+/// Refuses a password that is easy to guess (zxcvbn score below [`MIN_PASSWORD_SCORE`]), counting the
+/// user's email, its parts and their name as known words; the message says why, in zxcvbn's words.
+pub fn check_password_strength(password: &str, email: &str, name: &str) -> AppResult<()> {
+    let mut inputs: Vec<&str> = vec![email, name, "portolan"];
+    inputs.extend(email.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() >= 3));
+    inputs.extend(name.split_whitespace());
+    let entropy = zxcvbn::zxcvbn(password, &inputs);
+    if entropy.score() >= MIN_PASSWORD_SCORE {
+        return Ok(());
+    }
+    // zxcvbn's feedback: a warning (what is wrong, when it knows) and suggestions, as sentences.
+    let feedback = entropy.feedback().map(ToString::to_string).unwrap_or_default();
+    let feedback = if feedback.trim().is_empty() {
+        "Add another word or two. Uncommon words are better.".to_owned()
+    } else {
+        feedback.trim().to_owned()
+    };
+    let why = format!("This password is too easy to guess. {feedback}");
+    Err(AppError::invalid("password", why))
+}
+
 /// Creates a user. Used by registration and by `portolan admin create-user`. The user and its audit row
 /// commit together.
 pub async fn create_user<C: ConnectionTrait + TransactionTrait>(
@@ -76,7 +107,12 @@ pub async fn create_user<C: ConnectionTrait + TransactionTrait>(
     let email = normalize_email(email)?;
     let name = validate_name(name)?;
     validate_password(password)?;
-    let password_hash = hash_password(password)?;
+    {
+        let (password, email, name) = (password.to_owned(), email.clone(), name.clone());
+        blocking::run(&blocking::PASSWORDS, move || check_password_strength(&password, &email, &name))
+            .await??;
+    }
+    let password_hash = hash_password(password).await?;
     let now = clock.now();
     let txn = db.begin().await?;
     let user = user::ActiveModel {
@@ -105,26 +141,57 @@ pub async fn register<C: ConnectionTrait + TransactionTrait>(
     create_user(db, clock, email, name, password, false).await
 }
 
-/// Checks an email and password. The same error for an unknown email and a wrong password, and the same
-/// work (one argon2 verification) for both, so neither reveals which accounts exist.
+/// Checks an email and password, throttled per account and per client address (`client`, when known;
+/// see [`throttle`]). The same error for an unknown email and a wrong password, the same work (one argon2
+/// verification, against a dummy hash for an unknown email) and the same throttling for both, so neither
+/// reveals which accounts exist. A malformed email or an overlong password is refused (400) before anything
+/// is hashed or stored; a failed attempt's audit row holds the validated email only.
 pub async fn authenticate(
     db: &impl ConnectionTrait,
     clock: &Clock,
     email: &str,
     password: &str,
+    client: Option<std::net::IpAddr>,
 ) -> AppResult<UserView> {
-    static DUMMY: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| hash_password("not a password of anyone").unwrap_or_default());
-    let email = email.trim().to_lowercase();
+    let email = normalize_email(email)?;
+    if password.len() > MAX_PASSWORD {
+        return Err(AppError::invalid(
+            "password",
+            format!("the password may have at most {MAX_PASSWORD} bytes"),
+        ));
+    }
+    let now = clock.now();
+    let account_key = throttle::account_key(&email);
+    let client_key = client.map(throttle::client_key);
+    let keys: Vec<&str> = std::iter::once(account_key.as_str()).chain(client_key.as_deref()).collect();
+    throttle::check(db, now, &keys).await?;
+    let client_reservation = match &client_key {
+        Some(key) => Some(throttle::reserve(db, now, key, &throttle::CLIENT).await?),
+        None => None,
+    };
+    let account_reservation = match throttle::reserve(db, now, &account_key, &throttle::ACCOUNT).await {
+        Ok(reservation) => reservation,
+        Err(locked) => {
+            if let Some(r) = &client_reservation {
+                throttle::refund(db, r).await?;
+            }
+            return Err(locked);
+        }
+    };
     let found = user::Entity::find().filter(user::Column::Email.eq(&email)).one(db).await?;
-    let ok = verify_password(password, found.as_ref().map_or(DUMMY.as_str(), |u| u.password_hash.as_str()));
+    let ok = verify_password(password, found.as_ref().map(|u| u.password_hash.as_str())).await?;
     match found {
         Some(user) if ok => {
-            audit::record(db, clock.now(), Some(user.id), "login", &email, json!({ "ok": true })).await?;
+            throttle::forget(db, &account_reservation).await?;
+            if let Some(r) = &client_reservation {
+                throttle::refund(db, r).await?;
+            }
+            audit::record(db, now, Some(user.id), "login", &email, json!({ "ok": true })).await?;
             Ok(user.into())
         }
         _ => {
-            audit::record(db, clock.now(), None, "login", &email, json!({ "ok": false })).await?;
+            throttle::prune(db, now).await?;
+            audit::record(db, now, None, "login", &email, json!({ "ok": false })).await?;
             Err(AppError::new(crate::error::ErrorCode::Unauthenticated, "wrong email or password"))
         }
     }

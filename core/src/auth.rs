@@ -1,6 +1,7 @@
 //! Who is calling: a browser session or an API token, resolved to a [`Caller`] that every service function
 //! takes, so that authorization is decided in the service layer, the same for the UI and the REST API.
 
+use crate::blocking;
 use crate::clock::Clock;
 use crate::db::entity::{api_token, user};
 use crate::error::{AppError, AppResult};
@@ -54,18 +55,40 @@ impl Caller {
     }
 }
 
-pub fn hash_password(password: &str) -> AppResult<String> {
+fn hash_now(password: &[u8]) -> AppResult<String> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(AppError::internal)
+    Argon2::default().hash_password(password, &salt).map(|hash| hash.to_string()).map_err(AppError::internal)
 }
 
-pub fn verify_password(password: &str, stored_hash: &str) -> bool {
-    PasswordHash::new(stored_hash)
-        .map(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
-        .unwrap_or(false)
+/// Hashes a password with argon2id (tens of milliseconds of CPU), on the bounded blocking pool
+/// [`blocking::PASSWORDS`], never on an async worker.
+pub async fn hash_password(password: &str) -> AppResult<String> {
+    let password = password.as_bytes().to_vec();
+    blocking::run(&blocking::PASSWORDS, move || hash_now(&password)).await?
+}
+
+/// Checks a password against a stored hash, on the blocking pool. With `None` (no such account) it checks
+/// against a dummy hash of the same cost and answers `false`, so an unknown email takes as long as a
+/// wrong password.
+pub async fn verify_password(password: &str, stored_hash: Option<&str>) -> AppResult<bool> {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let (hash, real) = match stored_hash {
+        Some(hash) => (hash.to_owned(), true),
+        None => (DUMMY.get_or_try_init(|| hash_password("not the password of anyone")).await?.clone(), false),
+    };
+    let password = password.as_bytes().to_vec();
+    let ok = blocking::run(&blocking::PASSWORDS, move || {
+        PasswordHash::new(&hash).is_ok_and(|hash| Argon2::default().verify_password(&password, &hash).is_ok())
+    })
+    .await?;
+    Ok(ok && real)
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive (RFC 7235 §2.1).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// A new random API token (shown once) and the hash that is stored.
@@ -138,12 +161,7 @@ pub async fn caller(
     session: Option<&Session>,
 ) -> AppResult<Caller> {
     if let Some(value) = headers.get(AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(AppError::unauthenticated)?;
+        let token = value.to_str().ok().and_then(bearer_token).ok_or_else(AppError::unauthenticated)?;
         return caller_from_token(db, clock, token).await?.ok_or_else(AppError::unauthenticated);
     }
     match session {
@@ -160,4 +178,30 @@ pub async fn log_in(session: &Session, user_id: i32) -> AppResult<()> {
 
 pub async fn log_out(session: &Session) -> AppResult<()> {
     session.flush().await.map_err(AppError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer ptl_x", "bearer ptl_x", "BEARER ptl_x", "bEaReR   ptl_x  "] {
+            assert_eq!(bearer_token(value), Some("ptl_x"), "{value:?}");
+        }
+        for value in ["Basic ptl_x", "Bearer", "Bearer ", "Bearerptl_x", "Bearer\tptl_x", ""] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_and_an_unknown_account_never_does() {
+        let hash = hash_password("a sound passphrase").await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("a sound passphrase", Some(&hash)).await.unwrap());
+        assert!(!verify_password("another one", Some(&hash)).await.unwrap());
+        // The dummy's own password does not open a missing account.
+        assert!(!verify_password("not the password of anyone", None).await.unwrap());
+        assert!(!verify_password("x", Some("not a hash")).await.unwrap());
+    }
 }

@@ -79,9 +79,7 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
     let name = name.trim();
     validate_name(name)?;
     let description = description.trim();
-    if description.chars().count() > 1000 {
-        return Err(AppError::invalid("description", "the description may have at most 1000 characters"));
-    }
+    model::limits::multiline("description", "description", description, model::limits::PROJECT_DESCRIPTION)?;
     let now = clock.now();
     let txn = db.begin().await?;
     let project = project::ActiveModel {
@@ -240,9 +238,8 @@ pub async fn request_join<C: ConnectionTrait + TransactionTrait>(
     caller.require_write()?;
     let name = name.trim();
     let message = message.trim();
-    if message.chars().count() > 1000 {
-        return Err(AppError::invalid("message", "the message may have at most 1000 characters"));
-    }
+    model::limits::line("project", "project name", name, model::limits::PROJECT_NAME)?;
+    model::limits::multiline("message", "message", message, model::limits::JOIN_MESSAGE)?;
     let project = project::Entity::find()
         .filter(project::Column::Name.eq(name))
         .one(db)

@@ -31,7 +31,8 @@ impl From<api_token::Model> for TokenView {
 
 fn validate_name(name: &str) -> AppResult<String> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if name.is_empty() || model::limits::line("name", "token name", name, model::limits::TOKEN_NAME).is_err()
+    {
         return Err(AppError::invalid(
             "name",
             "name the token (1 to 100 printable characters), e.g. `laptop scripts`",

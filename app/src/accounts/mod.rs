@@ -28,7 +28,21 @@ pub async fn login(email: String, password: String) -> Result<UserView, AppError
     respond(
         async {
             let state = request::state()?;
-            let user = accounts::authenticate(&state.db, &state.clock, &email, &password).await?;
+            // The peer address, for per-client throttling (the server is served with connect info).
+            let client = leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .await
+                .ok()
+                .map(|info| info.0.ip());
+            let user = accounts::authenticate(&state.db, &state.clock, &email, &password, client)
+                .await
+                .inspect_err(|e| {
+                    // A throttled log-in says when to retry, as the API's 429s do.
+                    if let Some(s) = e.retry_after_s
+                        && let Some(options) = use_context::<leptos_axum::ResponseOptions>()
+                    {
+                        options.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(s));
+                    }
+                })?;
             auth::log_in(&request::session().await?, user.id).await?;
             leptos_axum::redirect("/");
             Ok(user)
