@@ -1,6 +1,6 @@
 //! Benchmark of the reference testbed over real HTTP and XML-RPC: `GetNodes` latency (all nodes, and a
 //! filtered subset) and bind/unbind throughput, on the real PlanetLab world and a generated 10,000-node one.
-//! Run with `cargo bench -p server --bench testbed`; it prints a table.
+//! Run with `cargo bench -p reference-testbed --bench testbed`; it prints a table.
 
 use dxr::{MethodCall, MethodResponse, Value};
 use reference_testbed::{Settings, Testbed, clock::Clock, profile::Profile};
