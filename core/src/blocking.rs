@@ -29,15 +29,21 @@ pub static PASSWORDS: LazyLock<Pool> = LazyLock::new(|| Pool::new("passwords", c
 pub static MAPPING: LazyLock<Pool> = LazyLock::new(|| Pool::new("mapping", (cores() / 2).max(1)));
 
 /// Runs `work` on a blocking thread once `pool` has room, and waits for its result.
+///
+/// The work holds its share of the pool until it ends, even if the caller stops waiting (a client that
+/// disconnects drops its request's future, but a blocking thread cannot be stopped).
 pub async fn run<T, F>(pool: &'static Pool, work: F) -> AppResult<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let _permit = pool.permits.acquire().await.map_err(AppError::internal)?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| AppError::internal(format!("{} work failed: {e}", pool.name)))
+    let permit = pool.permits.acquire().await.map_err(AppError::internal)?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|e| AppError::internal(format!("{} work failed: {e}", pool.name)))
 }
 
 #[cfg(test)]
@@ -65,6 +71,27 @@ mod tests {
         .unwrap();
         assert_eq!(answer, 42);
         assert!(ticks.await.unwrap() >= 5, "the runtime was blocked");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_caller_keeps_its_share_until_the_work_ends() {
+        // A client that disconnects drops the request's future, but its hash goes on running on a blocking
+        // thread: that thread must still count against the pool, or a flood of disconnecting log-ins runs
+        // unbounded argon2 work.
+        static ONE: Pool = Pool::new("one", 1);
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
+        let caller = tokio::spawn(run(&ONE, move || {
+            started_tx.send(()).unwrap();
+            finish_rx.recv().unwrap();
+        }));
+        tokio::task::spawn_blocking(move || started.recv().unwrap()).await.unwrap();
+        caller.abort();
+        assert!(caller.await.unwrap_err().is_cancelled());
+        assert!(ONE.permits.try_acquire().is_err(), "the pool was freed while its work still runs");
+        finish.send(()).unwrap();
+        let permit = ONE.permits.acquire().await.unwrap();
+        drop(permit);
     }
 
     #[tokio::test]
