@@ -42,10 +42,19 @@ impl Supervisor {
             tracing::info!(name, "background loop started");
             let mut failures: u32 = 0;
             while !stop.is_cancelled() {
-                // Each pass runs as its own task, so a panic ends the pass, not the loop.
+                // Each pass runs as its own task, so a panic ends the pass, not the loop. At shutdown a pass
+                // in progress is aborted and awaited (dropping its handle alone would leave it running).
+                let mut running = tokio::spawn({
+                    let pass = pass.clone();
+                    async move { pass().await }
+                });
                 let outcome = tokio::select! {
-                    outcome = tokio::spawn({ let pass = pass.clone(); async move { pass().await } }) => outcome,
-                    () = stop.cancelled() => break,
+                    outcome = &mut running => outcome,
+                    () = stop.cancelled() => {
+                        running.abort();
+                        let _ = running.await;
+                        break;
+                    }
                 };
                 let wait = match outcome {
                     Ok(Ok(())) => {
@@ -72,7 +81,9 @@ impl Supervisor {
         });
     }
 
-    /// Asks every loop to stop and waits until they have (a pass in progress is abandoned).
+    /// Asks every loop to stop and waits until they have: a pass in progress is cancelled at its next
+    /// `.await` (so a pass should keep what it writes consistent at every await, as reconcilers do by
+    /// committing each step in one transaction), and none starts afterwards.
     pub async fn shutdown(mut self) {
         self.stop.cancel();
         while self.loops.join_next().await.is_some() {}
@@ -123,5 +134,84 @@ mod tests {
         supervisor.shutdown().await;
         tokio::time::sleep(Duration::from_secs(600)).await;
         assert_eq!(passes.load(Ordering::SeqCst), 4, "a pass ran after shutdown");
+    }
+
+    /// Sets its flag when dropped: tells whether a pass's future was really given up.
+    struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_cancels_a_pass_in_progress_and_waits_for_it() {
+        let clock = Clock::manual(chrono::Utc::now());
+        let mut supervisor = Supervisor::new(clock.clone());
+        let started = Arc::new(tokio::sync::Notify::new());
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        supervisor.every("slow", TimeDelta::minutes(1), {
+            let (started, dropped, finished) = (started.clone(), dropped.clone(), finished.clone());
+            let clock = clock.clone();
+            move || {
+                let (started, flag, finished) =
+                    (started.clone(), DropFlag(dropped.clone()), finished.clone());
+                let clock = clock.clone();
+                async move {
+                    let _flag = flag;
+                    started.notify_one();
+                    clock.sleep(TimeDelta::hours(1)).await; // a long pass: nobody advances the clock
+                    finished.store(true, Ordering::SeqCst);
+                    Ok::<(), &str>(())
+                }
+            }
+        });
+        started.notified().await;
+        assert!(!dropped.load(Ordering::SeqCst));
+        supervisor.shutdown().await;
+        assert!(dropped.load(Ordering::SeqCst), "shutdown returned while the pass still ran");
+        clock.advance(TimeDelta::hours(2));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!finished.load(Ordering::SeqCst), "the pass went on after shutdown");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn passes_never_overlap_and_wait_a_period_of_portal_time() {
+        let clock = Clock::manual(chrono::Utc::now());
+        let mut supervisor = Supervisor::new(clock.clone());
+        let passes = Arc::new(AtomicU32::new(0));
+        let running = Arc::new(AtomicU32::new(0));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        supervisor.every("gated", TimeDelta::minutes(10), {
+            let (passes, running, gate) = (passes.clone(), running.clone(), gate.clone());
+            move || {
+                let (passes, running, gate) = (passes.clone(), running.clone(), gate.clone());
+                async move {
+                    assert_eq!(running.fetch_add(1, Ordering::SeqCst), 0, "two passes at once");
+                    passes.fetch_add(1, Ordering::SeqCst);
+                    gate.acquire().await.unwrap().forget(); // held until the test lets it finish
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<(), &str>(())
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 1, "the first pass runs at once");
+        // A period goes by while the first pass still runs: no second pass starts beside it.
+        clock.advance(TimeDelta::minutes(30));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 1);
+        gate.add_permits(1);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // Finished: the next pass waits a whole period from now, not from when the first one started.
+        clock.advance(TimeDelta::minutes(9));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 1, "the next pass came early");
+        clock.advance(TimeDelta::minutes(1));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 2);
+        gate.add_permits(1);
+        supervisor.shutdown().await;
     }
 }

@@ -6,9 +6,10 @@ pub mod config;
 pub mod csrf;
 pub mod web;
 
+use chrono::TimeDelta;
 use config::Config;
-use portolan_core::{db, state::AppState};
-use std::{future::Future, time::Duration};
+use portolan_core::{db, state::AppState, supervisor::Supervisor};
+use std::future::Future;
 use tokio::net::TcpListener;
 use tower_sessions::ExpiredDeletion;
 
@@ -47,19 +48,28 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = db::session_store::DbSessionStore::new(db.clone());
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            every.tick().await;
-            if let Err(e) = store.delete_expired().await {
-                tracing::warn!(error = %e, "could not delete expired sessions");
-            }
-        }
-    });
-    let app = web::router(AppState::new(db), config);
-    web::serve(listener, app, config.header_timeout(), shutdown).await?;
+    let state = AppState::new(db);
+    let supervisor = background(&state);
+    let app = web::router(state, config);
+    let served = web::serve(listener, app, config.header_timeout(), shutdown).await;
+    // The loops stop after the last request is answered (or at once, if serving failed).
+    supervisor.shutdown().await;
+    served?;
     Ok(())
+}
+
+/// How often expired sessions are deleted (loading one checks its expiry anyway; this only reclaims rows).
+pub const SESSION_EXPIRY_PERIOD: TimeDelta = TimeDelta::hours(1);
+
+/// Starts the portal's background loops under one supervisor, on the state's clock.
+pub fn background(state: &AppState) -> Supervisor {
+    let mut supervisor = Supervisor::new(state.clock.clone());
+    let store = db::session_store::DbSessionStore::new(state.db.clone());
+    supervisor.every("session-expiry", SESSION_EXPIRY_PERIOD, move || {
+        let store = store.clone();
+        async move { store.delete_expired().await }
+    });
+    supervisor
 }
 
 #[cfg(test)]
