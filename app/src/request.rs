@@ -1,12 +1,14 @@
 //! Inside a server function: the state, the session and the caller, and how a server function answers an
 //! error. Server-only (the `ssr` feature); the services themselves live in `portolan_core`.
 
-use leptos::prelude::use_context;
+use leptos::prelude::{Owner, provide_context, use_context};
+use leptos_axum::{ResponseOptions, ResponseParts};
 use model::error::{AppError, AppResult};
 use portolan_core::{
     auth::{self, Caller},
     state::AppState,
 };
+use std::sync::{Arc, RwLock, Weak};
 use tower_sessions::Session;
 
 pub fn state() -> AppResult<AppState> {
@@ -24,8 +26,67 @@ pub async fn caller(state: &AppState) -> AppResult<Caller> {
     optional_caller(state).await?.ok_or_else(AppError::unauthenticated)
 }
 
+/// The logged-in caller, if any, read once per request: a page renders several resources, each a server
+/// function asking for the caller, and they share the first one's answer (keyed by the session's user, so a
+/// log-in or log-out within the request is seen). Errors are not kept: the next call tries again.
 pub async fn optional_caller(state: &AppState) -> AppResult<Option<Caller>> {
-    auth::caller_from_session(&state.db, &session().await?).await
+    let session = session().await?;
+    let Some(cache) = CallerCache::of_this_request() else {
+        return auth::caller_from_session(&state.db, &session).await;
+    };
+    // The session's record is loaded once per request by the session layer; this reads it from memory.
+    let user_id: Option<i32> = session.get(auth::SESSION_USER_KEY).await.map_err(AppError::internal)?;
+    // Held across the lookup, so that resources asking at once wait for one query instead of each making it.
+    let mut known = cache.known.lock().await;
+    if let Some((for_user, caller)) = known.as_ref()
+        && *for_user == user_id
+    {
+        return Ok(caller.clone());
+    }
+    let caller = auth::caller_from_session(&state.db, &session).await?;
+    *known = Some((user_id, caller.clone()));
+    Ok(caller)
+}
+
+/// The caller as first read in this request (for the session's user id then).
+#[derive(Clone)]
+struct CallerCache {
+    /// The request it belongs to (its `ResponseOptions`, one per request).
+    request: Weak<RwLock<ResponseParts>>,
+    known: Arc<tokio::sync::Mutex<Option<Known>>>,
+}
+
+/// The session's user id when the caller was read, and the caller then.
+type Known = (Option<i32>, Option<Caller>);
+
+impl CallerCache {
+    /// This request's cache, provided on first use at the highest reactive owner of this request.
+    ///
+    /// The request is told by its `ResponseOptions` (leptos_axum provides one per request, page or server
+    /// function). Walking up the owners stops where that changes: a server function's owner may have been
+    /// created under an owner of another request that last ran on the same thread (leptos_axum's
+    /// `Owner::new()` takes the thread's current owner as parent), and a cache found there is not ours.
+    fn of_this_request() -> Option<Self> {
+        let mut owner = Owner::current()?;
+        let response = owner.with(use_context::<ResponseOptions>)?;
+        let same_request =
+            |options: Option<ResponseOptions>| options.is_some_and(|o| Arc::ptr_eq(&o.0, &response.0));
+        while let Some(parent) = owner.parent() {
+            if !same_request(parent.with(use_context::<ResponseOptions>)) {
+                break;
+            }
+            owner = parent;
+        }
+        let request = Arc::downgrade(&response.0);
+        if let Some(cache) = owner.with(use_context::<Self>)
+            && Weak::ptr_eq(&cache.request, &request)
+        {
+            return Some(cache);
+        }
+        let cache = Self { request, known: Arc::default() };
+        owner.with(|| provide_context(cache.clone()));
+        Some(cache)
+    }
 }
 
 /// Finishes a server function: on error, sets the HTTP status that the error's code maps to, except

@@ -84,7 +84,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .with_secure(config.secure_cookies())
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_expiry(Expiry::OnInactivity(time::Duration::days(i64::from(config.session_days))));
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(i64::from(config.session_days))))
+        // Without it an unchanged session is never saved, so its idle expiry never moves; the store writes
+        // an unchanged session's expiry at most every few minutes (core/src/db/session_store.rs).
+        .with_always_save(true);
 
     let hsts = config.secure_cookies().then(|| {
         SetResponseHeaderLayer::overriding(
