@@ -14,8 +14,8 @@ use axum::{
     routing::post,
 };
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
 };
 use leptos::{
     nonce::use_nonce,
@@ -265,9 +265,17 @@ fn sf_error(request: &Request, path: &str, error: AppError) -> Response {
         .into_response()
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish. Each
-/// connection must send a request's head within `header_timeout` (from its opening, or from its last
-/// answer), else it is closed: hyper's HTTP/1 header read timeout, which `axum::serve` does not set.
+/// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish (idle
+/// connections are closed at once). HTTP/1.1 only (TLS and HTTP/2 belong to the proxy in front).
+///
+/// Each connection must send a request's whole head within `header_timeout` of being ready for one, else
+/// it is closed: hyper's HTTP/1 header read timeout, which `axum::serve` does not set. hyper starts that
+/// timer when the connection opens and again when an answer is done, so it bounds a connection that
+/// sends nothing, half a head, or nothing after its last answer (an idle keep-alive connection) alike.
+/// hyper's own HTTP/1 connection is served, not hyper-util's `auto` one: that one first reads enough
+/// bytes to tell HTTP/1 from HTTP/2 with no timer running, so a client that sent `P` and stalled was
+/// never closed.
+///
 /// Requests carry `ConnectInfo<SocketAddr>` as with `axum::serve(…into_make_service_with_connect_info)`.
 pub async fn serve(
     listener: TcpListener,
@@ -275,8 +283,8 @@ pub async fn serve(
     header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -293,22 +301,13 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+            app.clone().oneshot(request.map(Body::new))
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            // hyper's header timer starts with the first byte: a connection that sends none is closed
-            // here after the same time.
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
-            }
-            let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
-                app.clone().oneshot(request.map(Body::new))
-            });
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
+            if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %remote, "connection ended with an error");
             }
         });

@@ -238,9 +238,11 @@ async fn half_sent_requests_are_closed_after_the_header_timeout() {
     let mut slow = Vec::new();
     for i in 0..50 {
         let mut stream = TcpStream::connect(app.addr).await.unwrap();
-        let partial: &[u8] = match i % 3 {
+        let partial: &[u8] = match i % 5 {
             0 => b"",                                       // nothing at all
             1 => b"GET /login HT",                          // half a request line
+            2 => b"P",                                      // one byte of either protocol's start
+            3 => b"PRI * HTTP/2.0\r\n",                     // half the HTTP/2 preface
             _ => b"GET /login HTTP/1.1\r\nHost: x\r\nX-A:", // half the headers
         };
         stream.write_all(partial).await.unwrap();
@@ -415,4 +417,66 @@ async fn hsts_only_when_the_public_url_is_https() {
             response.headers().get("strict-transport-security").map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(hsts.as_deref(), Some("max-age=31536000"), "{path}");
     }
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let app = TestApp::sqlite_with(|c| c.header_timeout_s = 0.5).await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let request = format!("GET /api/v1/openapi.json HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Read the whole answer (its length is known), leaving the connection idle and open.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+        })
+        .expect(&head);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    let idle = Instant::now();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(3)).await,
+        "an idle keep-alive connection stayed open"
+    );
+    assert!(idle.elapsed() >= Duration::from_millis(400), "closed before the timeout: {:?}", idle.elapsed());
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_at_once_and_lets_open_requests_finish() {
+    let mut app = TestApp::sqlite_with(|c| c.header_timeout_s = 30.0).await;
+    // An idle keep-alive connection (a request answered) and a request in flight (half its body sent).
+    let idle = Client::new();
+    assert_eq!(idle.get(app.url("/login")).send().await.unwrap().status(), StatusCode::OK);
+    let mut open = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /sf/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: 32\r\n\r\nemail=a%40example.org",
+        app.addr
+    );
+    open.write_all(head.as_bytes()).await.unwrap();
+    let mut quiet = TcpStream::connect(app.addr).await.unwrap(); // opened, nothing sent
+    tokio::time::sleep(Duration::from_millis(200)).await; // let the server pick them up
+
+    let served = app.shut_down();
+    let started = Instant::now();
+    assert!(closed_within(&mut quiet, Duration::from_secs(5)).await, "a connection that sent nothing");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed by the shutdown, not by a timeout");
+    assert!(!served.is_finished(), "a request is still open");
+    open.write_all(b"&password=x").await.unwrap();
+    let mut answer = Vec::new();
+    timeout(Duration::from_secs(10), open.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "the open request was answered: {answer}");
+    timeout(Duration::from_secs(5), served).await.expect("serve ends after the last answer").unwrap();
+    assert!(TcpStream::connect(app.addr).await.is_err(), "no longer listening");
+    drop(idle);
 }

@@ -19,6 +19,7 @@ pub struct TestApp {
     pub backend: &'static str,
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub fn postgres_admin_url() -> String {
@@ -75,14 +76,23 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let served = db.clone();
-        tokio::spawn(async move {
+        let serving = tokio::spawn(async move {
             server::serve(&config, served, listener, async {
                 let _ = rx.await;
             })
             .await
             .unwrap();
         });
-        Self { addr, db, backend, _dir: dir, shutdown: Some(tx) }
+        Self { addr, db, backend, _dir: dir, shutdown: Some(tx), served: Some(serving) }
+    }
+
+    /// Signals shutdown (as Ctrl-C does) and returns the task serving the portal, which ends once its
+    /// open requests are answered.
+    pub fn shut_down(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.served.take().expect("shut down once")
     }
 
     pub fn url(&self, path: &str) -> String {
