@@ -16,6 +16,10 @@ use serde_json::json;
 
 pub const MIN_PASSWORD: usize = limits::PASSWORD_MIN;
 pub const MAX_PASSWORD: usize = limits::PASSWORD_MAX_BYTES;
+/// The longest password a log-in checks, in bytes: registration took up to 1024 bytes before new passwords
+/// were bounded to [`MAX_PASSWORD`], and those accounts must still log in (argon2's cost hardly depends on
+/// the length; the bound only refuses absurd input before it is hashed).
+pub const MAX_LOGIN_PASSWORD: usize = 1024;
 /// The least zxcvbn score (0 to 4) a new password needs: 3 is "safely unguessable: moderate protection
 /// from offline slow-hash scenario" (about 10^10 guesses).
 pub const MIN_PASSWORD_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
@@ -65,12 +69,13 @@ pub fn validate_password(password: &str) -> AppResult<()> {
         ));
     }
     if password.len() > MAX_PASSWORD {
-        return Err(AppError::invalid(
-            "password",
-            format!("the password may have at most {MAX_PASSWORD} bytes"),
-        ));
+        return Err(too_long_password(MAX_PASSWORD));
     }
     Ok(())
+}
+
+fn too_long_password(max: usize) -> AppError {
+    AppError::invalid("password", format!("the password may have at most {max} bytes"))
 }
 
 /// Refuses a password that is easy to guess (zxcvbn score below [`MIN_PASSWORD_SCORE`]), counting the
@@ -144,8 +149,8 @@ pub async fn register<C: ConnectionTrait + TransactionTrait>(
 /// Checks an email and password, throttled per account and per client address (`client`, when known;
 /// see [`throttle`]). The same error for an unknown email and a wrong password, the same work (one argon2
 /// verification, against a dummy hash for an unknown email) and the same throttling for both, so neither
-/// reveals which accounts exist. A malformed email or an overlong password is refused (400) before anything
-/// is hashed or stored; a failed attempt's audit row holds the validated email only.
+/// reveals which accounts exist. A malformed email or a password over [`MAX_LOGIN_PASSWORD`] bytes is refused
+/// (400) before anything is hashed or stored; a failed attempt's audit row holds the validated email only.
 pub async fn authenticate(
     db: &impl ConnectionTrait,
     clock: &Clock,
@@ -154,11 +159,8 @@ pub async fn authenticate(
     client: Option<std::net::IpAddr>,
 ) -> AppResult<UserView> {
     let email = normalize_email(email)?;
-    if password.len() > MAX_PASSWORD {
-        return Err(AppError::invalid(
-            "password",
-            format!("the password may have at most {MAX_PASSWORD} bytes"),
-        ));
+    if password.len() > MAX_LOGIN_PASSWORD {
+        return Err(too_long_password(MAX_LOGIN_PASSWORD));
     }
     let now = clock.now();
     let account_key = throttle::account_key(&email);
@@ -212,7 +214,7 @@ pub async fn set_operator<C: ConnectionTrait + TransactionTrait>(
     email: &str,
     operator: bool,
 ) -> AppResult<UserView> {
-    let email = email.trim().to_lowercase();
+    let email = normalize_email(email)?;
     let txn = db.begin().await?;
     let user = user::Entity::find()
         .filter(user::Column::Email.eq(&email))

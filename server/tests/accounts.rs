@@ -155,6 +155,43 @@ async fn operators_are_made_on_the_command_line(app: TestApp) {
     assert_eq!(err.code, model::error::ErrorCode::NotFound);
 }
 
+/// Registration took passwords of up to 1024 bytes before new ones were bounded to 256: those accounts
+/// still log in. Longer than any version stored is refused before hashing.
+async fn a_password_longer_than_todays_limit_still_logs_in(app: TestApp) {
+    use portolan_core::db::entity::user;
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let _ = app.user("ada@example.org").await;
+    let old_password = "an old, very long passphrase. ".repeat(20);
+    assert_eq!(old_password.len(), 600);
+    let ada = user::Entity::find().one(&app.db).await.unwrap().unwrap();
+    let mut active: user::ActiveModel = ada.into();
+    active.password_hash = Set(portolan_core::auth::hash_password(&old_password).await.unwrap());
+    active.update(&app.db).await.unwrap();
+    let client = app.browser();
+    let (status, body) =
+        app.call(&client, "login", &[("email", "ada@example.org"), ("password", &old_password)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) =
+        app.call(&client, "login", &[("email", "ada@example.org"), ("password", &"x".repeat(1025))]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "password", "{body}");
+}
+
+/// The command line's email is checked like a typed one: a control character is bad input, on both
+/// databases (PostgreSQL refused the NUL in the query: an internal error).
+async fn make_operator_checks_the_email(app: TestApp) {
+    let err = portolan_core::accounts::set_operator(
+        &app.db,
+        &portolan_core::clock::Clock::real(),
+        "ops\u{0}@example.org",
+        true,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, model::error::ErrorCode::InvalidInput, "{err:?}");
+    assert_eq!(err.field.as_deref(), Some("email"));
+}
+
 on_both_databases!(
     register_then_me,
     bad_registrations_name_the_field_and_store_nothing,
@@ -164,4 +201,6 @@ on_both_databases!(
     logout_ends_the_session,
     forged_session_cookies_are_strangers,
     operators_are_made_on_the_command_line,
+    a_password_longer_than_todays_limit_still_logs_in,
+    make_operator_checks_the_email,
 );
