@@ -25,12 +25,16 @@ async fn role_of(db: &impl ConnectionTrait, project_id: i32, user_id: i32) -> Ap
 }
 
 /// The project called `name` if the caller may see it (member or operator), with the caller's role.
-/// Anything else is `not_found`, so that names of other projects do not leak through this path.
+/// Anything else is `not_found`, so that names of other projects do not leak through this path. A name no
+/// project can have ([`validate_name`]) is not looked up (PostgreSQL refuses a NUL in a query) nor echoed.
 pub async fn visible(
     db: &impl ConnectionTrait,
     caller: &Caller,
     name: &str,
 ) -> AppResult<(project::Model, Option<Role>)> {
+    if validate_name(name).is_err() {
+        return Err(AppError::not_found("project"));
+    }
     let not_found = || AppError::not_found(format!("project {name}"));
     let project = project::Entity::find()
         .filter(project::Column::Name.eq(name))

@@ -219,6 +219,28 @@ async fn the_bearer_scheme_is_case_insensitive(app: TestApp) {
     }
 }
 
+/// A project name that cannot be one (a NUL, an overlong one) is simply not found, on both databases
+/// (PostgreSQL refuses a NUL in a query's text: that was a 500).
+async fn impossible_project_names_are_not_found(app: TestApp) {
+    let ada = app.user("ada@example.org").await;
+    app.create_project(&ada, "wanlab").await;
+    let long = "w".repeat(10_000);
+    for name in ["wan\u{0}lab", long.as_str()] {
+        let (status, body) = app.call(&ada, "get_project", &[("name", name)]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["code"], "not_found", "{body}");
+        assert!(body["message"].as_str().unwrap().len() < 200, "the name is not echoed back: {body}");
+    }
+    for path in ["/projects/wan%00lab", "/projects/wan%00lab/members", "/projects/wan%00lab/join-requests"] {
+        let (status, body) = app.get(&ada, path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
+    }
+    let (status, body) =
+        app.call(&ada, "request_join", &[("project", "wan\u{0}lab"), ("message", "hi")]).await;
+    assert_invalid(status, &body, "project");
+}
+
 on_both_databases!(
     oversized_and_control_inputs_are_refused_and_store_nothing,
     the_longest_valid_email_registers_and_logs_in,
@@ -226,4 +248,5 @@ on_both_databases!(
     project_token_and_join_texts_are_bounded,
     only_keys_openssh_accepts_are_stored,
     the_bearer_scheme_is_case_insensitive,
+    impossible_project_names_are_not_found,
 );
