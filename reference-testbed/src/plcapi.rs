@@ -203,6 +203,12 @@ const METHODS: &[(&str, Handler)] = &[
     ("GetKeys", Read(|tb, call, caller, _| get_keys(tb, call, caller))),
 ];
 
+/// Whether `method` is a filtered read, whose cost grows with the world (and belongs off the async workers);
+/// the others touch a few records and run in microseconds.
+pub fn is_read(method: &str) -> bool {
+    METHODS.iter().any(|(name, handler)| *name == method && matches!(handler, Read(_)))
+}
+
 /// Runs `method` for the testbed at its current time.
 pub fn call(tb: &Testbed, method: &str, params: Vec<Value>) -> PlcResult<Value> {
     let call = Call { method, params };

@@ -1,6 +1,6 @@
 //! The testbed's world: sites, nodes, their resources and load over time, and the paths between them.
 //!
-//! The default world is the real PlanetLab of about 2010 (`server/data/`, see the PROVENANCE files there): 684
+//! The default world is the real PlanetLab of about 2010 (`reference-testbed/data/`, see the PROVENANCE files there): 684
 //! nodes with their PLC node ids, hostnames, sites and bandwidth caps. What the data lacks is derived by fixed
 //! rules, all deterministic given the seed:
 //!
