@@ -8,6 +8,7 @@ use crate::error::{AppError, AppResult};
 use crate::{blocking, throttle};
 use model::accounts::UserView;
 use model::limits;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionSession,
     TransactionTrait,
@@ -216,14 +217,14 @@ pub async fn set_operator<C: ConnectionTrait + TransactionTrait>(
 ) -> AppResult<UserView> {
     let email = normalize_email(email)?;
     let txn = db.begin().await?;
-    let user = user::Entity::find()
+    // A write first (see `keys::delete`): the command runs beside a serving portal on the same database.
+    let user = user::Entity::update_many()
+        .col_expr(user::Column::IsOperator, Expr::value(operator))
         .filter(user::Column::Email.eq(&email))
-        .one(&txn)
+        .exec_with_returning(&txn)
         .await?
+        .pop()
         .ok_or_else(|| AppError::not_found(format!("user {email}")))?;
-    let mut active: user::ActiveModel = user.into();
-    active.is_operator = Set(operator);
-    let user = active.update(&txn).await?;
     audit::record(&txn, clock.now(), None, "user.operator", &email, json!({ "operator": operator })).await?;
     txn.commit().await?;
     Ok(user.into())

@@ -195,16 +195,16 @@ pub async fn delete<C: ConnectionTrait + TransactionTrait>(
 ) -> AppResult<()> {
     caller.require_write()?;
     let txn = db.begin().await?;
-    let key = ssh_key::Entity::find_by_id(id)
+    // One statement that deletes and reads back (for the audit row's fingerprint): on SQLite a transaction
+    // that reads first and writes later fails when another writer committed in between, while one that
+    // writes first waits for the write lock. Of concurrent deletes of one key, one finds it.
+    let key = ssh_key::Entity::delete_many()
+        .filter(ssh_key::Column::Id.eq(id))
         .filter(ssh_key::Column::UserId.eq(caller.user_id))
-        .one(&txn)
+        .exec_with_returning(&txn)
         .await?
+        .pop()
         .ok_or_else(|| AppError::not_found(format!("key {id}")))?;
-    let deleted = ssh_key::Entity::delete_by_id(key.id).exec(&txn).await?.rows_affected;
-    if deleted == 0 {
-        // Deleted meanwhile by a concurrent call, which recorded it.
-        return Err(AppError::not_found(format!("key {id}")));
-    }
     audit::record(&txn, clock.now(), Some(caller.user_id), "key.delete", &key.fingerprint, json!({})).await?;
     txn.commit().await?;
     Ok(())

@@ -294,6 +294,27 @@ async fn token_limit_holds_under_parallel_requests(app: TestApp) {
     );
 }
 
+/// Parallel deletes: each of the caller's keys goes once, with one audit row; deleting one key twice at once
+/// answers 204 once and 404 otherwise (on SQLite a transaction that read before writing failed with
+/// SQLITE_BUSY_SNAPSHOT when another writer committed in between: a 500).
+async fn parallel_deletes_answer_204_or_404(app: TestApp) {
+    use portolan_core::keys;
+    let browser = app.user("ada@example.org").await;
+    let ada = session_caller(user_id(&app, "ada@example.org").await);
+    let mut ids = Vec::new();
+    for n in 0..24 {
+        ids.push(keys::add(&app.db, &Clock::real(), &ada, &key_line(n)).await.unwrap().id);
+    }
+    let delete = |id: i32| browser.delete(app.url(&format!("/api/v1/keys/{id}")));
+    let mut requests: Vec<_> = ids[..20].iter().map(|id| delete(*id)).collect();
+    requests.extend((0..8).map(|_| delete(ids[20])));
+    let statuses = all_at_once(requests).await;
+    assert_eq!(tally(&statuses, StatusCode::NO_CONTENT), 21, "{statuses:?}");
+    assert_eq!(tally(&statuses, StatusCode::NOT_FOUND), 7, "{statuses:?}");
+    assert_eq!(app.count("ssh_keys").await, 3);
+    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'key.delete'").await, 21);
+}
+
 /// A change and its audit row commit together: with the audit table unwritable, nothing is stored.
 async fn changes_commit_with_their_audit_row(app: TestApp) {
     let ada = app.user("ada@example.org").await;
@@ -399,4 +420,5 @@ on_both_databases!(
     changes_commit_with_their_audit_row,
     services_read_the_given_clock,
     members_are_scoped_to_the_caller,
+    parallel_deletes_answer_204_or_404,
 );
