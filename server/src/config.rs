@@ -18,8 +18,8 @@
 //! | `testbed_profile` | `PORTOLAN_TESTBED_PROFILE` | `mild` | its profile: `mild`, `paper`, `harsh` or a TOML file |
 //! | `testbed_seed` | `PORTOLAN_TESTBED_SEED` | `1` | its seed |
 //! | `testbed_time_scale` | `PORTOLAN_TESTBED_TIME_SCALE` | `1` | testbed seconds per real second |
-//! | `header_timeout_s` | `PORTOLAN_HEADER_TIMEOUT_S` | `10` | a connection that has not sent a request's whole head (request line and headers) this many seconds after it opened or after its last answer is closed; this also bounds idle keep-alive |
-//! | `body_timeout_s` | `PORTOLAN_BODY_TIMEOUT_S` | `30` | a request whose body stalls this long between two reads is answered 400 (JSON) and its connection closed |
+//! | `header_timeout_s` | `PORTOLAN_HEADER_TIMEOUT_S` | `10` | a connection that has not sent a request's whole head (request line and headers) this many seconds after it opened, or after its last answer (an idle keep-alive connection), is closed; fractions allowed (0 < s ≤ 3600) |
+//! | `body_timeout_s` | `PORTOLAN_BODY_TIMEOUT_S` | `30` | a request's whole body must have arrived this many seconds after its head, however steadily it trickles in, else the request is answered 400 (JSON) and its connection closed; fractions allowed (0 < s ≤ 3600) |
 //! | `max_in_flight` | `PORTOLAN_MAX_IN_FLIGHT` | `512` | requests handled at once; beyond it a request is answered 503 (JSON) at once instead of queueing |
 
 use figment::{
@@ -165,7 +165,7 @@ impl Config {
         Duration::from_secs_f64(self.header_timeout_s)
     }
 
-    /// How long a request body may stall between two reads (`body_timeout_s`).
+    /// How long after its head a request's whole body must have arrived (`body_timeout_s`).
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.body_timeout_s)
     }

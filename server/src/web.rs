@@ -28,10 +28,17 @@ use leptos_axum::{
 };
 use model::error::{AppError, ErrorCode};
 use portolan_core::{db::session_store::DbSessionStore, state::AppState};
-use std::{future::Future, net::SocketAddr, sync::OnceLock, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::OnceLock,
+    task::{Context, Poll},
+    time::Duration,
+};
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt, limit::GlobalConcurrencyLimitLayer, load_shed::error::Overloaded};
-use tower_http::{set_header::SetResponseHeaderLayer, timeout::RequestBodyTimeoutLayer, trace::TraceLayer};
+use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 /// The largest request body accepted anywhere (keys and topologies are far smaller).
@@ -103,7 +110,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(sessions)
         .layer(axum::middleware::from_fn(no_store_when_authenticated))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(RequestBodyTimeoutLayer::new(config.body_timeout()))
+        .layer(axum::middleware::map_request(body_deadline(config.body_timeout())))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(DEFAULT_CSP),
@@ -166,6 +173,65 @@ async fn no_store_when_authenticated(request: Request, next: Next) -> Response {
     response
 }
 
+/// Gives every request body a deadline: it must have been read whole `limit` after its request's head
+/// arrived (`body_timeout_s`), however steadily it trickles in. A reader past the deadline gets an error,
+/// which the API's extractors and the server-function handler answer 400; hyper then closes the
+/// connection, since the body was not read to its end.
+fn body_deadline(
+    limit: Duration,
+) -> impl Fn(Request) -> std::future::Ready<Request> + Clone + Send + Sync + 'static {
+    move |request: Request| {
+        std::future::ready(if hyper::body::Body::is_end_stream(request.body()) {
+            request
+        } else {
+            request.map(|body| Body::new(DeadlineBody::new(body, limit)))
+        })
+    }
+}
+
+/// A body that fails once its deadline has passed.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl DeadlineBody {
+    fn new(inner: Body, limit: Duration) -> Self {
+        Self { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit }
+    }
+}
+
+/// The error of a body read past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not sent within {0:?}")]
+struct BodyDeadlineError(Duration);
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        // The deadline first: a body whose bytes are always ready is not late, and one that is late is
+        // refused even when its next bytes are there.
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(axum::Error::new(BodyDeadlineError(self.limit)))));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 async fn overloaded(error: tower::BoxError) -> Response {
     if error.is::<Overloaded>() {
         AppError::new(ErrorCode::Unavailable, "the portal is busy; try again shortly").into_response()
@@ -185,7 +251,7 @@ async fn sf_method_not_allowed(request: Request) -> Response {
 
 /// A server-function call. Before dispatch: an unknown name is 404, a body that is not a form (every
 /// server function here takes `application/x-www-form-urlencoded`) 415, one over [`MAX_BODY`] 413, one
-/// that cannot be read (it stalled) 400. After: server_fn answers every error it finds (bad, missing or
+/// that cannot be read (not sent by its deadline) 400. After: server_fn answers every error it finds (bad, missing or
 /// duplicate arguments) with 500 and the error as the body; the status is set from the error's code.
 /// Errors are the `AppError` object server_fn's client decodes (`{"code","message","field"?}`); a plain
 /// form post (no JavaScript) is instead sent back to its page with the error in the URL, as leptos does.

@@ -480,3 +480,52 @@ async fn shutdown_closes_idle_connections_at_once_and_lets_open_requests_finish(
     assert!(TcpStream::connect(app.addr).await.is_err(), "no longer listening");
     drop(idle);
 }
+
+/// Sends `head`, then the body a byte every 100 ms (never stalling long), and returns the answer and when
+/// it came.
+async fn drip(app: &TestApp, head: String, body: &'static [u8]) -> (String, Duration) {
+    let stream = TcpStream::connect(app.addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    write.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let dripping = tokio::spawn(async move {
+        for byte in body {
+            if write.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    timeout(Duration::from_secs(6), read.read_to_end(&mut answer)).await.expect("no answer").unwrap();
+    dripping.abort();
+    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+}
+
+#[tokio::test]
+async fn a_dripped_body_is_refused_at_the_body_deadline() {
+    let app = TestApp::sqlite_with(|c| c.body_timeout_s = 1.0).await;
+    let ada = app.user("ada@example.org").await;
+    let token = app.token(&ada, "write").await;
+    // 60 bytes at 10 a second would take 6 s; no gap is longer than 100 ms.
+    const FORM: &[u8] = b"email=ada%40example.org&password=correct+horse+battery+staple";
+    const JSON: &[u8] = b"{\"public_key\": \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPI+DjeF\"}";
+    let cases = [
+        ("/sf/login", "application/x-www-form-urlencoded", "", FORM),
+        ("/api/v1/keys", "application/json", token.as_str(), JSON),
+    ];
+    for (path, content_type, token, body) in cases {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\n\
+             Authorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+            app.addr,
+            body.len()
+        );
+        let (answer, elapsed) = drip(&app, head, body).await;
+        assert!(answer.starts_with("HTTP/1.1 400 Bad Request"), "{path}: {answer}");
+        assert!(answer.contains("\"code\":\"invalid_input\""), "{path}: {answer}");
+        assert!(elapsed >= Duration::from_millis(900), "{path}: refused before the deadline: {elapsed:?}");
+        assert!(elapsed < Duration::from_secs(3), "{path}: {elapsed:?}");
+    }
+    assert_eq!(app.count("ssh_keys").await, 0);
+}
