@@ -16,7 +16,8 @@
 //!
 //! `audit_log.target` grows from 200 to 254 characters on PostgreSQL (SQLite does not enforce `varchar`
 //! lengths), the length of `users.email`: a log-in or registration with a valid 247-character email wrote
-//! an audit row PostgreSQL refused.
+//! an audit row PostgreSQL refused. `down` leaves it at 254: narrowing it again would fail on the longer
+//! targets stored meanwhile.
 
 use sea_orm_migration::{prelude::*, schema::*, sea_orm::DatabaseBackend};
 
