@@ -21,13 +21,20 @@
 //! | `header_timeout_s` | `PORTOLAN_HEADER_TIMEOUT_S` | `10` | a connection that has not sent a request's whole head (request line and headers) this many seconds after it opened, or after its last answer (an idle keep-alive connection), is closed; fractions allowed (0 < s ≤ 3600) |
 //! | `body_timeout_s` | `PORTOLAN_BODY_TIMEOUT_S` | `30` | a request's whole body must have arrived this many seconds after its head, however steadily it trickles in, else the request is answered 400 (JSON) and its connection closed; fractions allowed (0 < s ≤ 3600) |
 //! | `max_in_flight` | `PORTOLAN_MAX_IN_FLIGHT` | `512` | requests handled at once; beyond it a request is answered 503 (JSON) at once instead of queueing |
+//! | `trusted_proxies` | `PORTOLAN_TRUSTED_PROXIES` | none | addresses or CIDR blocks of the reverse proxies in front (TOML: a list, `["10.0.0.2", "fd00::/8"]`; environment: comma-separated, `10.0.0.2,fd00::/8`). Only a request whose peer is one of them has its client address (for per-client log-in throttling) read from `X-Forwarded-For`: the right-most entry that is not a trusted proxy. From any other peer the header is ignored |
 
 use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
 };
 use serde::{Deserialize, Serialize};
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
@@ -47,6 +54,8 @@ pub struct Config {
     pub header_timeout_s: f64,
     pub body_timeout_s: f64,
     pub max_in_flight: usize,
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for Config {
@@ -68,6 +77,7 @@ impl Default for Config {
             header_timeout_s: 10.0,
             body_timeout_s: 30.0,
             max_in_flight: 512,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -174,6 +184,92 @@ impl Config {
     pub fn secure_cookies(&self) -> bool {
         self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
     }
+}
+
+/// An IP address or a CIDR block (`10.0.0.0/8`, `fd00::/8`; a bare address is a block of one), as
+/// `trusted_proxies` holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies in this block. An IPv4-mapped IPv6 address (`::ffff:10.0.0.2`, as a dual-stack
+    /// listener sees IPv4 peers) is taken as the IPv4 address it maps.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let network = address
+            .parse::<IpAddr>()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR block"))?
+            .to_canonical();
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl Serialize for IpNet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A list of blocks, from a TOML list or from one comma-separated string (how an environment variable
+/// gives it; figment would otherwise read `10.0.0.2` alone as a string, not a list).
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<IpNet>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        List(Vec<String>),
+        One(String),
+    }
+    let items = match Given::deserialize(deserializer)? {
+        Given::List(items) => items,
+        Given::One(text) => text.split(',').map(str::to_owned).collect(),
+    };
+    items
+        .iter()
+        .map(|item| item.trim())
+        .filter(|item| !item.is_empty())
+        .map(|item| item.parse().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 /// A timeout in seconds: positive, finite, at most an hour (fractions allowed, for tests).
@@ -291,6 +387,47 @@ mod tests {
             assert!(err.contains("PORTOLAN_MAX_IN_FLIGHT"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn trusted_proxies_from_the_file_or_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            assert!(Config::load().unwrap().trusted_proxies.is_empty(), "none by default");
+            jail.set_env("PORTOLAN_TRUSTED_PROXIES", "10.0.0.2, fd00::/8");
+            let proxies = Config::load().unwrap().trusted_proxies;
+            assert_eq!(proxies, vec!["10.0.0.2/32".parse().unwrap(), "fd00::/8".parse().unwrap()]);
+            jail.set_env("PORTOLAN_TRUSTED_PROXIES", "192.168.1.1");
+            assert_eq!(Config::load().unwrap().trusted_proxies.len(), 1);
+            jail.clear_env();
+            jail.create_file("p.toml", "trusted_proxies = [\"172.16.0.0/12\", \"::1\"]\n")?;
+            jail.set_env("PORTOLAN_CONFIG", "p.toml");
+            let proxies = Config::load().unwrap().trusted_proxies;
+            assert_eq!(proxies.len(), 2);
+            assert!(proxies[0].contains("172.31.255.1".parse().unwrap()));
+            assert!(!proxies[0].contains("172.32.0.1".parse().unwrap()));
+            jail.clear_env();
+            for bad in ["10.0.0.300", "10.0.0.0/33", "fd00::/129", "proxy.internal", "10.0.0.0/"] {
+                let err = load_err(jail, "PORTOLAN_TRUSTED_PROXIES", bad);
+                assert!(err.contains("PORTOLAN_TRUSTED_PROXIES"), "{bad}: {err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn ip_blocks_contain_their_addresses() {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(net("10.0.0.0/8").contains(ip("10.255.0.1")));
+        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(net("10.0.0.2").contains(ip("10.0.0.2")) && !net("10.0.0.2").contains(ip("10.0.0.3")));
+        assert!(net("10.0.0.2").contains(ip("::ffff:10.0.0.2")), "IPv4-mapped peers");
+        assert!(net("::ffff:10.0.0.2").contains(ip("10.0.0.2")));
+        assert!(net("0.0.0.0/0").contains(ip("203.0.113.9")) && !net("0.0.0.0/0").contains(ip("::1")));
+        assert!(net("fd00::/8").contains(ip("fd12::1")) && !net("fd00::/8").contains(ip("fe80::1")));
+        assert!(net("::/0").contains(ip("2001:db8::1")));
+        assert_eq!(net("10.1.2.3/8").to_string(), "10.1.2.3/8");
     }
 
     #[test]

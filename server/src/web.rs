@@ -1,8 +1,12 @@
 //! The HTTP application: Leptos pages and server functions, the REST API, static files, and the layers every
 //! request passes (sessions, CSRF check, body limit, security headers, tracing).
 
-use crate::{api, config::Config, csrf};
-use app::{App, shell};
+use crate::{
+    api,
+    config::{Config, IpNet},
+    csrf,
+};
+use app::{App, accounts::ClientAddr, shell};
 use axum::{
     Router,
     body::Body,
@@ -30,7 +34,7 @@ use model::error::{AppError, ErrorCode};
 use portolan_core::{db::session_store::DbSessionStore, state::AppState};
 use std::{
     future::Future,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::OnceLock,
     task::{Context, Poll},
@@ -107,6 +111,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(api::router(state))
         .merge(site)
         .layer(axum::middleware::from_fn(csrf::check))
+        .layer(axum::middleware::map_request(resolve_client(config.trusted_proxies.clone())))
         .layer(sessions)
         .layer(axum::middleware::from_fn(no_store_when_authenticated))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -171,6 +176,54 @@ async fn no_store_when_authenticated(request: Request, next: Next) -> Response {
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+/// Sets each request's [`ClientAddr`], the address its per-client limits (log-in throttling) count
+/// against: see [`client_address`].
+fn resolve_client(
+    trusted: Vec<IpNet>,
+) -> impl Fn(Request) -> std::future::Ready<Request> + Clone + Send + Sync + 'static {
+    let trusted: std::sync::Arc<[IpNet]> = trusted.into();
+    move |mut request: Request| {
+        if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+            let client = client_address(peer.ip(), request.headers(), &trusted);
+            request.extensions_mut().insert(ClientAddr(client));
+        }
+        std::future::ready(request)
+    }
+}
+
+/// The client a request comes from. The peer, unless the peer is a trusted proxy (`trusted_proxies`):
+/// then the right-most address in `X-Forwarded-For` (all its lines, in order) that is not a trusted
+/// proxy, since every proxy appends the address it was reached from and everything left of the first
+/// untrusted hop may be made up by the client. When every listed hop is trusted, the left-most; when the
+/// header is missing or the address found is not one, the peer. IPv4-mapped IPv6 addresses are taken
+/// as IPv4.
+pub fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("").split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        // Some proxies write `ip:port` or `[v6]:port`.
+        let Some(ip) = hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        else {
+            return peer;
+        };
+        client = ip.to_canonical();
+        if !is_trusted(client) {
+            break;
+        }
+    }
+    client
 }
 
 /// Gives every request body a deadline: it must have been read whole `limit` after its request's head
@@ -401,4 +454,47 @@ fn route_list() -> Vec<AxumRouteListing> {
 
 fn header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(values: &[&str]) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_hop_behind_a_trusted_proxy() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
+        let proxy = ip("10.0.0.2");
+        let resolve = |peer, values: &[&str]| client_address(peer, &xff(values), &trusted);
+        // An untrusted peer: the header is ignored, whatever it says.
+        assert_eq!(resolve(ip("203.0.113.5"), &["198.51.100.1"]), ip("203.0.113.5"));
+        // Through the proxy: the address it appended; what the client wrote left of it does not count.
+        assert_eq!(resolve(proxy, &["203.0.113.5"]), ip("203.0.113.5"));
+        assert_eq!(resolve(proxy, &["1.2.3.4, 203.0.113.5"]), ip("203.0.113.5"));
+        assert_eq!(resolve(proxy, &["1.2.3.4", "203.0.113.5"]), ip("203.0.113.5"), "several lines");
+        // Through two proxies.
+        assert_eq!(resolve(proxy, &["1.2.3.4, 203.0.113.5, 10.9.9.9"]), ip("203.0.113.5"));
+        assert_eq!(resolve(proxy, &["203.0.113.5:4711, [fd00::1]:443"]), ip("203.0.113.5"), "with ports");
+        // Every hop trusted: the farthest; no header, or garbage where the client should be: the peer.
+        assert_eq!(resolve(proxy, &["10.1.1.1, 10.2.2.2"]), ip("10.1.1.1"));
+        assert_eq!(resolve(proxy, &[]), proxy);
+        assert_eq!(resolve(proxy, &[""]), proxy);
+        assert_eq!(resolve(proxy, &["1.2.3.4, not-an-address"]), proxy);
+        // A dual-stack listener's IPv4-mapped peer is the IPv4 proxy; mapped clients are IPv4.
+        assert_eq!(resolve(ip("::ffff:10.0.0.2"), &["::ffff:203.0.113.5"]), ip("203.0.113.5"));
+        assert_eq!(resolve(ip("::ffff:203.0.113.5"), &["1.2.3.4"]), ip("203.0.113.5"));
+        // No trusted proxies (the default): always the peer.
+        assert_eq!(client_address(proxy, &xff(&["203.0.113.5"]), &[]), proxy);
+    }
 }

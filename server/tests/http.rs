@@ -529,3 +529,64 @@ async fn a_dripped_body_is_refused_at_the_body_deadline() {
     }
     assert_eq!(app.count("ssh_keys").await, 0);
 }
+
+// ---- 6. The client's address behind a reverse proxy ----
+
+/// Fails log-ins "from" `client` (an `X-Forwarded-For` value) on fresh accounts, so that only the
+/// per-client budget runs down, until one is refused 429; returns how many were answered 401 first.
+async fn failures_until_throttled(app: &TestApp, client: &str, tag: &str) -> u32 {
+    let browser = app.browser();
+    for i in 0..40 {
+        let email = format!("{tag}{i}@example.org");
+        let response = browser
+            .post(app.url("/sf/login"))
+            .header("x-forwarded-for", client)
+            .form(&[("email", email.as_str()), ("password", "a guess of mine")])
+            .send()
+            .await
+            .unwrap();
+        match response.status() {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => return i,
+            status => panic!("{client}: attempt {i}: {status}"),
+        }
+    }
+    panic!("{client}: never throttled")
+}
+
+async fn login_status(app: &TestApp, client: &str) -> StatusCode {
+    let response = app
+        .browser()
+        .post(app.url("/sf/login"))
+        .header("x-forwarded-for", client)
+        .form(&[("email", "nobody@example.org"), ("password", "a guess of mine")])
+        .send()
+        .await
+        .unwrap();
+    response.status()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_clients_are_throttled_apart() {
+    // The test's connections come from 127.0.0.1: the proxy.
+    let app = TestApp::sqlite_with(|c| c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    let free = failures_until_throttled(&app, "203.0.113.1", "a").await;
+    assert_eq!(free, 20, "the per-client budget (core::throttle::CLIENT.free)");
+    // Another client behind the same proxy is not affected...
+    assert_eq!(login_status(&app, "203.0.113.2").await, StatusCode::UNAUTHORIZED);
+    // ...but the throttled one cannot get out by claiming another address left of the proxy's entry.
+    assert_eq!(login_status(&app, "198.51.100.9, 203.0.113.1").await, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_x_forwarded_for_is_ignored() {
+    let app = TestApp::sqlite().await;
+    let free = failures_until_throttled(&app, "203.0.113.1", "a").await;
+    assert_eq!(free, 20);
+    // Claiming to be someone else changes nothing: the peer address is throttled.
+    assert_eq!(login_status(&app, "203.0.113.2").await, StatusCode::TOO_MANY_REQUESTS);
+    // And a proxy list that does not name the peer is no better.
+    let app = TestApp::sqlite_with(|c| c.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()]).await;
+    failures_until_throttled(&app, "203.0.113.1", "b").await;
+    assert_eq!(login_status(&app, "203.0.113.2").await, StatusCode::TOO_MANY_REQUESTS);
+}

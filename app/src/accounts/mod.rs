@@ -5,6 +5,12 @@ use leptos::prelude::*;
 
 pub use model::accounts::*;
 
+/// The address of the client a request comes from, for per-client limits: a request extension the server
+/// sets (the peer, or behind a trusted proxy the client it names; `server::web::client_address`).
+#[cfg(feature = "ssr")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 #[server(prefix = "/sf", endpoint = "register")]
 pub async fn register(email: String, name: String, password: String) -> Result<UserView, AppError> {
     use crate::request::{self, respond};
@@ -28,11 +34,11 @@ pub async fn login(email: String, password: String) -> Result<UserView, AppError
     respond(
         async {
             let state = request::state()?;
-            // The peer address, for per-client throttling (the server is served with connect info).
-            let client = leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .await
-                .ok()
-                .map(|info| info.0.ip());
+            // The client's address, for per-client throttling (the peer, or behind a trusted proxy the
+            // client it forwarded for).
+            let client = use_context::<http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<ClientAddr>().copied())
+                .map(|ClientAddr(ip)| ip);
             let user = accounts::authenticate(&state.db, &state.clock, &email, &password, client)
                 .await
                 .inspect_err(|e| {
