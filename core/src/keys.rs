@@ -39,10 +39,7 @@ pub fn parse_key(text: &str) -> AppResult<ParsedKey> {
         ));
     }
     if text.len() > MAX_KEY_LEN {
-        return Err(AppError::invalid(
-            "public_key",
-            format!("the key is longer than {MAX_KEY_LEN} characters"),
-        ));
+        return Err(AppError::invalid("public_key", format!("the key is longer than {MAX_KEY_LEN} bytes")));
     }
     if text.contains("PRIVATE KEY") {
         return Err(AppError::invalid(

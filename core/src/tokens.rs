@@ -35,7 +35,10 @@ fn validate_name(name: &str) -> AppResult<String> {
     {
         return Err(AppError::invalid(
             "name",
-            "name the token (1 to 100 printable characters), e.g. `laptop scripts`",
+            format!(
+                "name the token (1 to {} printable characters), e.g. `laptop scripts`",
+                model::limits::TOKEN_NAME
+            ),
         ));
     }
     Ok(name.to_owned())

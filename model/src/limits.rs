@@ -5,7 +5,8 @@
 
 use crate::error::AppError;
 
-/// `users.email`: the longest address SMTP carries (RFC 5321, 254 octets).
+/// `users.email`: 254, the longest address SMTP carries (RFC 5321 counts 254 octets; counted here in
+/// characters like every limit, as the column counts them).
 pub const EMAIL: usize = 254;
 /// `users.name`.
 pub const USER_NAME: usize = 100;

@@ -84,7 +84,8 @@ pub struct ProjectDetail {
 
 /// Project names end up in testbed slice names (`<site>_<name>`), so they follow PLC's rules.
 pub fn validate_name(name: &str) -> Result<(), AppError> {
-    let ok = (3..=32).contains(&name.len())
+    // ASCII only, so bytes are characters.
+    let ok = (3..=crate::limits::PROJECT_NAME).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
