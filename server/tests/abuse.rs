@@ -176,10 +176,36 @@ async fn locks_end_after_their_backoff_and_a_success_forgets_the_failures(app: T
     attempt(PASSWORD).await.unwrap();
 }
 
+/// Case, surrounding white space and Unicode case variants of one address share its count: they are the
+/// same account (the key is taken from the normalised email, the one the account is looked up by).
+async fn spelling_variants_share_the_account_count(app: TestApp) {
+    let _ = app.user("kim@example.org").await;
+    let clock = Clock::manual(chrono::Utc::now());
+    let variants = [
+        "KIM@example.org",
+        " kim@Example.ORG\t",
+        "\u{212A}im@example.org",
+        "kIm@EXAMPLE.org",
+        "kim@example.org",
+    ];
+    assert_eq!(variants.len(), throttle::ACCOUNT.free as usize);
+    for (n, email) in variants.into_iter().enumerate() {
+        // A new client each time: only the account's count can add up.
+        let client = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10 + n as u8)));
+        let err =
+            accounts::authenticate(&app.db, &clock, email, "wrong wrong wrong", client).await.unwrap_err();
+        assert_eq!(err.code, model::error::ErrorCode::Unauthenticated, "{email:?}: {err:?}");
+    }
+    let client = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 99)));
+    let err = accounts::authenticate(&app.db, &clock, "KIM@EXAMPLE.ORG", PASSWORD, client).await.unwrap_err();
+    assert_eq!(err.retry_after_s, Some(60), "{err:?}");
+}
+
 on_both_databases!(
     wrong_passwords_lock_the_account_for_every_client,
     parallel_guesses_cannot_overtake_the_count,
     one_client_guessing_many_accounts_is_throttled_alone,
     successes_do_not_count_against_a_client,
     locks_end_after_their_backoff_and_a_success_forgets_the_failures,
+    spelling_variants_share_the_account_count,
 );
