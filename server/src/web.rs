@@ -113,6 +113,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(axum::middleware::from_fn(csrf::check))
         .layer(axum::middleware::map_request(resolve_client(config.trusted_proxies.clone())))
         .layer(sessions)
+        .layer(axum::middleware::map_request(assets_without_cookies))
         .layer(axum::middleware::from_fn(no_store_when_authenticated))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_request(body_deadline(config.body_timeout())))
@@ -155,6 +156,21 @@ pub fn content_security_policy(nonce: Option<&str>) -> HeaderValue {
     }
 }
 
+/// The bundle's files (`/pkg/…`): the same for everyone, so caches may keep them.
+fn is_asset(request: &Request) -> bool {
+    request.uri().path().starts_with("/pkg/")
+}
+
+/// The bundle's files are served without the request's cookies, so that the session layer neither loads
+/// nor refreshes a session for them: otherwise their cacheable answers carried the session cookie
+/// (`Set-Cookie`), which a shared cache would hand to everyone.
+async fn assets_without_cookies(mut request: Request) -> Request {
+    if is_asset(&request) {
+        request.headers_mut().remove(header::COOKIE);
+    }
+    request
+}
+
 /// An answer to a request that carries credentials (a session cookie or an `Authorization` header), or
 /// that sets a cookie (a log-in), may hold one person's data, or a new token's secret: no cache keeps
 /// it. The bundle's files are the same for everyone and stay cacheable.
@@ -170,7 +186,7 @@ async fn no_store_when_authenticated(request: Request, next: Next) -> Response {
                 c.trim_start().starts_with(SESSION_COOKIE)
                     && c.trim_start()[SESSION_COOKIE.len()..].starts_with('=')
             });
-    let asset = request.uri().path().starts_with("/pkg/");
+    let asset = is_asset(&request);
     let mut response = next.run(request).await;
     if !asset && (credentials || response.headers().contains_key(header::SET_COOKIE)) {
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -399,9 +399,23 @@ async fn authenticated_answers_are_not_stored() {
         let response = Client::new().get(app.url(path)).bearer_auth(secret).send().await.unwrap();
         assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
     }
-    // The bundle stays cacheable for a logged-in browser.
+}
+
+#[tokio::test]
+async fn the_bundle_stays_cacheable_and_carries_no_cookie() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir(site.path().join("pkg")).unwrap();
+    std::fs::write(site.path().join("pkg/portolan.js"), "export default function() {}").unwrap();
+    let root = site.path().to_owned();
+    let app = TestApp::sqlite_with(|c| c.site_root = root).await;
+    let ada = app.user("ada@example.org").await;
     let asset = ada.get(app.url("/pkg/portolan.js")).send().await.unwrap();
-    assert!(asset.headers().get("cache-control").is_none_or(|v| v != "no-store"));
+    assert_eq!(asset.status(), StatusCode::OK);
+    // A cache may keep it (it is the same for everyone), so it must not carry the session cookie.
+    assert!(asset.headers().get("set-cookie").is_none(), "{:?}", asset.headers());
+    assert!(asset.headers().get("cache-control").is_none_or(|v| v != "no-store"), "{:?}", asset.headers());
+    // The session still works afterwards.
+    assert_eq!(ada.get(app.url("/api/v1/me")).send().await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]
