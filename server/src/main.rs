@@ -109,15 +109,45 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (PORTOLAN_LISTEN)", config.listen))?;
+    let shutdown = shutdown_signal();
     tracing::info!("Portolan listening on http://{}", listener.local_addr()?);
-    server::serve(&config, db, listener, shutdown_signal()).await
+    server::serve(&config, db, listener, shutdown).await
 }
 
-async fn shutdown_signal() {
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::error!(error = %e, "cannot listen for Ctrl-C; stopping");
+/// Completes on Ctrl-C or SIGTERM (how systemd, Docker and Kubernetes stop a service; unhandled, it
+/// killed the process with requests in flight). The handlers are installed here, at once, not when the
+/// future is first polled: a signal between "listening" and the accept loop's start is not lost either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        [SignalKind::interrupt(), SignalKind::terminate()].map(|kind| {
+            signal(kind).map_err(|e| tracing::error!(error = %e, ?kind, "cannot listen for a signal")).ok()
+        })
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let [interrupt, terminate] = signals;
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {}
+                () = wait(terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C; stopping");
+        }
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 async fn run_admin(config: Config, admin: Admin) -> anyhow::Result<()> {

@@ -86,3 +86,55 @@ fn a_bad_setting_stops_the_start_naming_the_variable() {
     assert!(!status.success());
     assert!(err.contains("PORTOLAN_SESSION_DAYS"), "{err}");
 }
+
+/// A service manager (systemd, Docker, Kubernetes) stops `serve` with SIGTERM: it shuts down as on
+/// Ctrl-C (open requests are answered, the loops stop) and exits 0, rather than dying on the signal.
+#[test]
+fn serve_shuts_down_gracefully_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = command(dir.path(), &["serve"])
+        .env("PORTOLAN_LISTEN", "127.0.0.1:0")
+        .env("PORTOLAN_TESTBED_LISTEN", "127.0.0.1:0")
+        .env("PORTOLAN_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) for it to listen; the lines are read on a thread so that the wait cannot hang.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !log.iter().any(|l: &String| l.contains("Portolan listening on")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("serve did not start: {log:#?}");
+            }
+        }
+    }
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("serve did not stop on SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    log.extend(rx.try_iter());
+    assert!(status.success(), "{status}: {log:#?}");
+    assert!(log.iter().any(|l| l.contains("shutting down")), "{log:#?}");
+}
