@@ -81,7 +81,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
         move |request: Request<Body>| server_fn_call(context.clone(), request)
     };
     let site = Router::new()
-        .route("/sf/{*fn_name}", post(server_fns).fallback(sf_method_not_allowed))
+        .route("/sf/{*fn_name}", post(server_fns.clone()).fallback(sf_method_not_allowed))
+        // `{*fn_name}` matches no empty name: these are unknown names too (404 JSON), not pages.
+        .route("/sf", post(server_fns.clone()).fallback(sf_method_not_allowed))
+        .route("/sf/", post(server_fns).fallback(sf_method_not_allowed))
         .leptos_routes_with_context(&options, routes, context.clone(), {
             let options = options.clone();
             move || shell(options.clone())

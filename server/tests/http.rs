@@ -71,6 +71,24 @@ async fn unknown_api_paths_are_404_json_for_every_method() {
     }
 }
 
+#[tokio::test]
+async fn an_api_body_that_is_not_json_is_415_json() {
+    let app = TestApp::sqlite().await;
+    let ada = app.user("ada@example.org").await;
+    let token = app.token(&ada, "write").await;
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let mut request =
+            Client::new().post(app.url("/api/v1/projects")).bearer_auth(&token).body("{\"name\":\"p\"}");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let (status, _, body) = json_of(request.send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type:?}: {body}");
+        assert_eq!(body["error"]["code"], "unsupported_media_type", "{body}");
+    }
+    assert_eq!(app.count("projects").await, 0);
+}
+
 // ---- 2. The OpenAPI document is generated from the routes, and covers all of them ----
 
 /// The API's paths as the router holds them, read from the router's own description (axum's `Debug`
@@ -180,10 +198,15 @@ async fn server_function_errors_have_their_status() {
     timeout(Duration::from_secs(5), stream.read_exact(&mut answer)).await.unwrap().unwrap();
     assert_eq!(String::from_utf8_lossy(&answer), "HTTP/1.1 413", "a chunked body without Content-Length");
 
-    // Unknown name: 404; GET: 405.
-    let (status, body) = app.call(&ada, "no_such_function", &[]).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(body["code"], "not_found");
+    // Unknown name (an empty one too): 404; GET: 405.
+    for name in ["no_such_function", ""] {
+        let (status, body) = app.call(&ada, name, &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name:?}: {body}");
+        assert_eq!(body["code"], "not_found", "{name:?}: {body}");
+    }
+    let response = ada.post(app.url("/sf")).form(&[("a", "b")]).send().await.unwrap();
+    let (status, _, body) = json_of(response).await;
+    assert_eq!((status, &body["code"]), (StatusCode::NOT_FOUND, &json!("not_found")), "/sf: {body}");
     let response = ada.get(app.url("/sf/create_project?name=x")).send().await.unwrap();
     let (status, headers, body) = json_of(response).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");

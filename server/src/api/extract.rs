@@ -25,7 +25,9 @@ impl FromRequestParts<AppState> for ApiCaller {
     }
 }
 
-/// A JSON body; malformed or oversized bodies are `invalid_input` or `too_large`, with serde's explanation.
+/// A JSON body; one without a JSON content type is `unsupported_media_type` (415, as a server function
+/// given no form is), malformed or oversized bodies are `invalid_input` or `too_large`, with serde's
+/// explanation.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -44,9 +46,10 @@ fn json_error(rejection: JsonRejection) -> AppError {
         return AppError::new(ErrorCode::TooLarge, "the request body is too large");
     }
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            AppError::bad_request("send the body as JSON with Content-Type: application/json")
-        }
+        JsonRejection::MissingJsonContentType(_) => AppError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the body as JSON with Content-Type: application/json",
+        ),
         other => AppError::bad_request(format!("invalid JSON body: {}", other.body_text())),
     }
 }
