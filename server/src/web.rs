@@ -120,6 +120,15 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(axum::middleware::from_fn(no_store_when_authenticated))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_request(body_deadline(config.body_timeout())))
+        // One semaphore for all routes (`Router::layer` wraps each route on its own, so the plain
+        // `ConcurrencyLimitLayer` would give each route its own limit). Inside the header layers, so
+        // that a 503 carries them too.
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(config.max_in_flight)),
+        )
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(DEFAULT_CSP),
@@ -128,14 +137,6 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(header("x-frame-options", "DENY"))
         .layer(header("referrer-policy", "same-origin"))
         .layer(tower::util::option_layer(hsts))
-        // One semaphore for all routes (`Router::layer` wraps each route on its own, so the plain
-        // `ConcurrencyLimitLayer` would give each route its own limit).
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(overloaded))
-                .load_shed()
-                .layer(GlobalConcurrencyLimitLayer::new(config.max_in_flight)),
-        )
         .layer(TraceLayer::new_for_http())
 }
 

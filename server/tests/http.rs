@@ -341,9 +341,11 @@ async fn requests_beyond_the_in_flight_limit_are_503_json() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let response = Client::new().get(app.url("/api/v1/openapi.json")).send().await.unwrap();
-    let (status, _, body) = json_of(response).await;
+    let (status, headers, body) = json_of(response).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "a refusal is an answer like any other");
+    assert!(headers.contains_key("content-security-policy"), "{headers:?}");
     // Once they time out, the portal answers again.
     for stream in &mut held {
         assert!(closed_within(stream, Duration::from_secs(5)).await);
