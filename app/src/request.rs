@@ -3,7 +3,10 @@
 
 use leptos::prelude::{Owner, provide_context, use_context};
 use leptos_axum::{ResponseOptions, ResponseParts};
-use model::error::{AppError, AppResult};
+use model::{
+    accounts::UserView,
+    error::{AppError, AppResult},
+};
 use portolan_core::{
     auth::{self, Caller},
     state::AppState,
@@ -26,13 +29,19 @@ pub async fn caller(state: &AppState) -> AppResult<Caller> {
     optional_caller(state).await?.ok_or_else(AppError::unauthenticated)
 }
 
-/// The logged-in caller, if any, read once per request: a page renders several resources, each a server
-/// function asking for the caller, and they share the first one's answer (keyed by the session's user, so a
-/// log-in or log-out within the request is seen). Errors are not kept: the next call tries again.
+/// The logged-in caller, if any, read once per request (see [`optional_user`]).
 pub async fn optional_caller(state: &AppState) -> AppResult<Option<Caller>> {
+    Ok(optional_user(state).await?.map(|(caller, _)| caller))
+}
+
+/// The logged-in caller and their account, if any, read once per request: a page renders several
+/// resources, each a server function asking for the caller, and they share the first one's answer (keyed
+/// by the session's user, so a log-in or log-out within the request is seen). Errors are not kept: the next
+/// call tries again.
+pub async fn optional_user(state: &AppState) -> AppResult<Option<(Caller, UserView)>> {
     let session = session().await?;
     let Some(cache) = CallerCache::of_this_request() else {
-        return auth::caller_from_session(&state.db, &session).await;
+        return auth::session_user(&state.db, &session).await;
     };
     // The session's record is loaded once per request by the session layer; this reads it from memory.
     let user_id: Option<i32> = session.get(auth::SESSION_USER_KEY).await.map_err(AppError::internal)?;
@@ -43,7 +52,7 @@ pub async fn optional_caller(state: &AppState) -> AppResult<Option<Caller>> {
     {
         return Ok(caller.clone());
     }
-    let caller = auth::caller_from_session(&state.db, &session).await?;
+    let caller = auth::session_user(&state.db, &session).await?;
     *known = Some((user_id, caller.clone()));
     Ok(caller)
 }
@@ -57,7 +66,7 @@ struct CallerCache {
 }
 
 /// The session's user id when the caller was read, and the caller then.
-type Known = (Option<i32>, Option<Caller>);
+type Known = (Option<i32>, Option<(Caller, UserView)>);
 
 impl CallerCache {
     /// This request's cache, provided on first use at the highest reactive owner of this request.

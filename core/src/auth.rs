@@ -145,11 +145,23 @@ pub async fn caller_from_token(
 }
 
 pub async fn caller_from_session(db: &impl ConnectionTrait, session: &Session) -> AppResult<Option<Caller>> {
+    Ok(session_user(db, session).await?.map(|(caller, _)| caller))
+}
+
+/// The caller behind a session and their account, from one query: a page needs both (who may see what,
+/// and whose name to show).
+pub async fn session_user(
+    db: &impl ConnectionTrait,
+    session: &Session,
+) -> AppResult<Option<(Caller, model::accounts::UserView)>> {
     let user_id: Option<i32> = session.get(SESSION_USER_KEY).await.map_err(AppError::internal)?;
-    match user_id {
-        Some(id) => user_caller(db, id, Via::Session).await,
-        None => Ok(None),
-    }
+    let Some(id) = user_id else {
+        return Ok(None);
+    };
+    Ok(user::Entity::find_by_id(id).one(db).await?.map(|u| {
+        let caller = Caller { user_id: u.id, operator: u.is_operator, via: Via::Session };
+        (caller, u.into())
+    }))
 }
 
 /// Resolves the caller: a bearer token wins over a session cookie; a present but bad token is refused

@@ -87,14 +87,10 @@ pub async fn logout() -> Result<(), AppError> {
 #[server(prefix = "/sf", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<UserView>, AppError> {
     use crate::request::{self, respond};
-    use portolan_core::accounts;
     respond(
         async {
             let state = request::state()?;
-            match request::optional_caller(&state).await? {
-                Some(caller) => Ok(Some(accounts::me(&state.db, &caller).await?)),
-                None => Ok(None),
-            }
+            Ok(request::optional_user(&state).await?.map(|(_, user)| user))
         }
         .await,
     )

@@ -5,8 +5,10 @@ use super::{
     widgets::{ActionError, Listing, LoadError, when},
 };
 use crate::accounts::UserView;
+use crate::error::AppError;
 use crate::projects::{
-    CreateProject, ProjectView, RequestJoin, RequestStatus, list_projects, my_join_requests, validate_name,
+    CreateProject, JoinRequestView, ProjectView, RequestJoin, RequestStatus, list_projects, my_join_requests,
+    validate_name,
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -14,18 +16,51 @@ use leptos_meta::Title;
 #[component]
 pub fn DashboardPage() -> impl IntoView {
     let auth = expect_context::<Auth>();
+    // Made here, once per page: the closure below runs again as the user resource settles, and resources
+    // made inside it would be made, and fetched, again each time (three times per view, measured). They wait
+    // for the user and ask nothing of the server for a visitor.
+    let create = ServerAction::<CreateProject>::new();
+    let join = ServerAction::<RequestJoin>::new();
+    let projects = Resource::new(
+        move || create.version().get(),
+        move |_| async move {
+            match auth.user.await {
+                Ok(Some(_)) => list_projects().await,
+                _ => Ok(Vec::new()),
+            }
+        },
+    );
+    let requests = Resource::new(
+        move || join.version().get(),
+        move |_| async move {
+            match auth.user.await {
+                Ok(Some(_)) => my_join_requests().await,
+                _ => Ok(Vec::new()),
+            }
+        },
+    );
+    let lists = Lists { create, join, projects, requests };
     view! {
         <Title text="Portolan"/>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match auth.user.await {
-                    Ok(Some(user)) => view! { <Dashboard user/> }.into_any(),
+                    Ok(Some(user)) => view! { <Dashboard user lists/> }.into_any(),
                     Ok(None) => view! { <Welcome/> }.into_any(),
                     Err(error) => view! { <LoadError error/> }.into_any(),
                 }
             })}
         </Transition>
     }
+}
+
+/// The dashboard's actions and the lists they change.
+#[derive(Clone, Copy)]
+struct Lists {
+    create: ServerAction<CreateProject>,
+    join: ServerAction<RequestJoin>,
+    projects: Resource<Result<Vec<ProjectView>, AppError>>,
+    requests: Resource<Result<Vec<JoinRequestView>, AppError>>,
 }
 
 #[component]
@@ -43,11 +78,8 @@ fn Welcome() -> impl IntoView {
 }
 
 #[component]
-fn Dashboard(user: UserView) -> impl IntoView {
-    let create = ServerAction::<CreateProject>::new();
-    let join = ServerAction::<RequestJoin>::new();
-    let projects = Resource::new(move || create.version().get(), |_| list_projects());
-    let requests = Resource::new(move || join.version().get(), |_| my_join_requests());
+fn Dashboard(user: UserView, lists: Lists) -> impl IntoView {
+    let Lists { create, join, projects, requests } = lists;
     let heading = if user.is_operator { "All projects (operator)" } else { "Your projects" };
     view! {
         <section class="card">
@@ -105,7 +137,7 @@ fn NewProject(create: ServerAction<CreateProject>) -> impl IntoView {
 #[component]
 fn JoinProject(
     join: ServerAction<RequestJoin>,
-    requests: Resource<Result<Vec<crate::projects::JoinRequestView>, crate::error::AppError>>,
+    requests: Resource<Result<Vec<JoinRequestView>, AppError>>,
 ) -> impl IntoView {
     view! {
         <section class="card">
