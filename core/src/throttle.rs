@@ -15,10 +15,9 @@
 //!
 //! Account keys are hashes of the normalised email, taken whether or not such an account exists, so the
 //! throttle answers an unknown email exactly as a known one and does not reveal which exist; the email is
-//! not stored. Client keys are the peer address (IPv6: its /64, which one host usually has whole).
-//! Behind a reverse proxy every client has the proxy's address, so the per-client limit then throttles
-//! everyone together: such deployments should rely on the proxy's own limits (the per-account limit still
-//! holds).
+//! not stored. Client keys are the client's address (IPv6: its /64, which one host usually has whole): the
+//! connection's peer, or, when the peer is one of the configured `trusted_proxies`, the address the proxy
+//! forwarded (resolved in the server's HTTP layer, `server/src/web.rs`).
 
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Utc};
