@@ -8,8 +8,14 @@ pub mod web;
 
 use chrono::TimeDelta;
 use config::Config;
-use portolan_core::{db, state::AppState, supervisor::Supervisor};
+use portolan_core::{
+    db,
+    state::{AppState, Settings},
+    supervisor::Supervisor,
+    testbed::Endpoint,
+};
 use std::future::Future;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tower_sessions::ExpiredDeletion;
 
@@ -41,14 +47,33 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Serves the portal on `listener` until `shutdown` completes.
+/// The portal's shared state: the database, the real clock, the testbed (if one is known) and the settings
+/// the services need.
+pub fn app_state(config: &Config, db: sea_orm::DatabaseConnection, testbed: Option<Endpoint>) -> AppState {
+    AppState {
+        testbed: testbed.map(Arc::new),
+        settings: Arc::new(Settings { public_url: config.public_url.clone() }),
+        ..AppState::new(db)
+    }
+}
+
+/// Serves the portal on `db` (with no testbed) on `listener` until `shutdown` completes.
 pub async fn serve(
     config: &Config,
     db: sea_orm::DatabaseConnection,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = AppState::new(db);
+    serve_state(config, app_state(config, db, None), listener, shutdown).await
+}
+
+/// Serves the portal with `state` on `listener` until `shutdown` completes, with its background loops.
+pub async fn serve_state(
+    config: &Config,
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let supervisor = background(&state);
     let app = web::router(state, config);
     let served = web::serve(listener, app, config.header_timeout(), shutdown).await;

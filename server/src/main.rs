@@ -104,14 +104,24 @@ fn init_tracing(filter: &str) {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let db = open_database(&config).await?;
-    // Kept alive for the portal's lifetime; later issues hand it to the testbed adapter.
-    let _testbed = server::commands::embedded_testbed(&config).await?;
+    // Kept alive for the portal's lifetime; its address and admin account are the portal's testbed.
+    let testbed = server::commands::embedded_testbed(&config).await?;
+    let endpoint = testbed.as_ref().map(|tb| portolan_core::testbed::Endpoint {
+        url: tb.url.clone(),
+        username: tb.admin.0.clone(),
+        password: tb.admin.1.clone(),
+    });
+    if let Some(url) = &config.testbed_url {
+        // Credentials for an outside testbed come with discovery (the next issue); nothing calls it yet.
+        tracing::info!(%url, "PORTOLAN_TESTBED_URL is set: the embedded testbed is not started");
+    }
+    let state = server::app_state(&config, db, endpoint);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (PORTOLAN_LISTEN)", config.listen))?;
     let shutdown = shutdown_signal();
     tracing::info!("Portolan listening on http://{}", listener.local_addr()?);
-    server::serve(&config, db, listener, shutdown).await
+    server::serve_state(&config, state, listener, shutdown).await
 }
 
 /// Completes on Ctrl-C or SIGTERM (how systemd, Docker and Kubernetes stop a service; unhandled, it
