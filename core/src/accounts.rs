@@ -143,13 +143,22 @@ pub async fn create_user<C: ConnectionTrait + TransactionTrait>(
     Ok(user.into())
 }
 
+/// Registers a user, throttled per client address (`client`, when known; [`throttle::REGISTRATIONS`]):
+/// every attempt counts, successful or not, before anything is checked or hashed.
 pub async fn register<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     clock: &Clock,
     email: &str,
     name: &str,
     password: &str,
+    client: Option<std::net::IpAddr>,
 ) -> AppResult<UserView> {
+    if let Some(addr) = client {
+        let key = throttle::registration_key(addr);
+        let now = clock.now();
+        throttle::check(db, now, &[&key]).await?;
+        throttle::reserve(db, now, &key, &throttle::REGISTRATIONS).await?;
+    }
     create_user(db, clock, email, name, password, false).await
 }
 

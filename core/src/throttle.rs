@@ -46,6 +46,11 @@ pub const ACCOUNT: Policy = Policy { free: 5, base_s: 60, max_s: 900, reset_s: 8
 /// without failures.
 pub const CLIENT: Policy = Policy { free: 20, base_s: 60, max_s: 900, reset_s: 3_600 };
 
+/// Registrations per client address, successful or not (each costs a strength estimate and an argon2 hash,
+/// and stores a row): 20, then one per 5, 10, 20, 40 and at most 60 minutes; forgotten after a day without
+/// one. A classroom behind one address registers; a script making accounts by the thousand does not.
+pub const REGISTRATIONS: Policy = Policy { free: 20, base_s: 300, max_s: 3_600, reset_s: 86_400 };
+
 impl Policy {
     /// The lock earned by the `n`-th counted failure (0: none).
     pub fn lock_s(&self, n: i32) -> i64 {
@@ -77,15 +82,27 @@ pub fn account_key(normalized_email: &str) -> String {
     format!("account:{}", hex::encode(Sha256::digest(normalized_email.as_bytes())))
 }
 
-/// The throttle key of a client address.
+/// The throttle key of a client address, for log-ins.
 pub fn client_key(addr: IpAddr) -> String {
+    format!("client:{}", address(addr))
+}
+
+/// The throttle key of a client address, for registrations.
+pub fn registration_key(addr: IpAddr) -> String {
+    format!("{REGISTRATION_PREFIX}{}", address(addr))
+}
+
+const REGISTRATION_PREFIX: &str = "register:";
+
+/// An address as throttled: IPv4 whole (also when mapped into IPv6), IPv6 by its /64.
+fn address(addr: IpAddr) -> String {
     match addr {
-        IpAddr::V4(v4) => format!("client:{v4}"),
+        IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("client:{v4}"),
+            Some(v4) => v4.to_string(),
             None => {
                 let s = v6.segments();
-                format!("client:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
         },
     }
@@ -102,9 +119,14 @@ fn statement(backend: DatabaseBackend, sql: String, key: &str) -> Statement {
     Statement::from_sql_and_values(backend, sql, [Value::from(key.to_owned())])
 }
 
-fn too_many(retry_after_s: i64) -> AppError {
+fn too_many(key: &str, retry_after_s: i64) -> AppError {
     let s = u64::try_from(retry_after_s).unwrap_or(1).max(1);
-    AppError::too_many(format!("too many failed log-ins; try again in {}", human(s)), s)
+    let what = if key.starts_with(REGISTRATION_PREFIX) {
+        "too many registrations from this address"
+    } else {
+        "too many failed log-ins"
+    };
+    AppError::too_many(format!("{what}; try again in {}", human(s)), s)
 }
 
 fn human(s: u64) -> String {
@@ -129,7 +151,7 @@ pub async fn check(db: &impl ConnectionTrait, now: DateTime<Utc>, keys: &[&str])
         if let Some(row) = db.query_one_raw(statement(backend, sql, key)).await? {
             let until: i64 = row.try_get("", "locked_until_s")?;
             if until > now {
-                return Err(too_many(until - now));
+                return Err(too_many(key, until - now));
             }
         }
     }
@@ -176,7 +198,7 @@ pub async fn reserve(
         None => {
             // Locked (by a parallel attempt since `check`): tell how long.
             check(db, now, &[key]).await?;
-            Err(too_many(1))
+            Err(too_many(key, 1))
         }
     }
 }
@@ -208,7 +230,7 @@ pub async fn refund(db: &impl ConnectionTrait, reservation: &Reservation) -> Res
 /// for the unknown emails of a guessing run do not pile up.
 pub async fn prune(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<(), DbErr> {
     let now = now.timestamp();
-    let before = now - ACCOUNT.reset_s.max(CLIENT.reset_s);
+    let before = now - ACCOUNT.reset_s.max(CLIENT.reset_s).max(REGISTRATIONS.reset_s);
     db.execute_unprepared(&format!(
         "DELETE FROM login_throttle WHERE last_failure_s < {before} AND locked_until_s <= {now}"
     ))

@@ -201,7 +201,36 @@ async fn spelling_variants_share_the_account_count(app: TestApp) {
     assert_eq!(err.retry_after_s, Some(60), "{err:?}");
 }
 
+async fn register(app: &TestApp, client: &Client, email: &str) -> (StatusCode, Option<u64>, Value) {
+    let url = app.url("/sf/register");
+    let form = [("email", email), ("name", "Reg"), ("password", PASSWORD)];
+    let response = client.post(url).form(&form).send().await.unwrap();
+    let status = response.status();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, retry_after, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A script making accounts from one address is stopped; another address still registers, and the refused
+/// attempt stores nothing.
+async fn registrations_are_throttled_per_client(app: TestApp) {
+    let script = client_from(8);
+    for i in 0..throttle::REGISTRATIONS.free {
+        let (status, _, body) = register(&app, &script, &format!("made{i}@example.org")).await;
+        assert_eq!(status, StatusCode::OK, "registration {i}: {body}");
+    }
+    let (status, retry_after, body) = register(&app, &script, "one-more@example.org").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "too_many_requests", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("registrations"), "{body}");
+    assert!(retry_after.is_some_and(|s| (1..=300).contains(&s)), "{retry_after:?}");
+    let (status, _, body) = login(&app, &client_from(9), "one-more@example.org", PASSWORD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the refused registration stored a user: {body}");
+    let (status, _, body) = register(&app, &client_from(9), "elsewhere@example.org").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 on_both_databases!(
+    registrations_are_throttled_per_client,
     wrong_passwords_lock_the_account_for_every_client,
     parallel_guesses_cannot_overtake_the_count,
     one_client_guessing_many_accounts_is_throttled_alone,

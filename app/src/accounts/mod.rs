@@ -11,6 +11,25 @@ pub use model::accounts::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
+/// This request's client address, if the server set one (per-client throttling of log-ins and
+/// registrations: the peer, or behind a trusted proxy the client it forwarded for).
+#[cfg(feature = "ssr")]
+fn client_addr() -> Option<std::net::IpAddr> {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<ClientAddr>().copied())
+        .map(|ClientAddr(ip)| ip)
+}
+
+/// A throttled log-in or registration says when to retry, as the API's 429s do (`Retry-After`).
+#[cfg(feature = "ssr")]
+fn retry_after(error: &AppError) {
+    if let Some(s) = error.retry_after_s
+        && let Some(options) = use_context::<leptos_axum::ResponseOptions>()
+    {
+        options.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(s));
+    }
+}
+
 #[server(prefix = "/sf", endpoint = "register")]
 pub async fn register(email: String, name: String, password: String) -> Result<UserView, AppError> {
     use crate::request::{self, respond};
@@ -18,7 +37,9 @@ pub async fn register(email: String, name: String, password: String) -> Result<U
     respond(
         async {
             let state = request::state()?;
-            let user = accounts::register(&state.db, &state.clock, &email, &name, &password).await?;
+            let user = accounts::register(&state.db, &state.clock, &email, &name, &password, client_addr())
+                .await
+                .inspect_err(retry_after)?;
             auth::log_in(&request::session().await?, user.id).await?;
             leptos_axum::redirect("/");
             Ok(user)
@@ -34,21 +55,9 @@ pub async fn login(email: String, password: String) -> Result<UserView, AppError
     respond(
         async {
             let state = request::state()?;
-            // The client's address, for per-client throttling (the peer, or behind a trusted proxy the
-            // client it forwarded for).
-            let client = use_context::<http::request::Parts>()
-                .and_then(|parts| parts.extensions.get::<ClientAddr>().copied())
-                .map(|ClientAddr(ip)| ip);
-            let user = accounts::authenticate(&state.db, &state.clock, &email, &password, client)
+            let user = accounts::authenticate(&state.db, &state.clock, &email, &password, client_addr())
                 .await
-                .inspect_err(|e| {
-                    // A throttled log-in says when to retry, as the API's 429s do.
-                    if let Some(s) = e.retry_after_s
-                        && let Some(options) = use_context::<leptos_axum::ResponseOptions>()
-                    {
-                        options.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(s));
-                    }
-                })?;
+                .inspect_err(retry_after)?;
             auth::log_in(&request::session().await?, user.id).await?;
             leptos_axum::redirect("/");
             Ok(user)
