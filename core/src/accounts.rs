@@ -144,7 +144,8 @@ pub async fn create_user<C: ConnectionTrait + TransactionTrait>(
 }
 
 /// Registers a user, throttled per client address (`client`, when known; [`throttle::REGISTRATIONS`]):
-/// every attempt counts, successful or not, before anything is checked or hashed.
+/// every attempt with well-formed input counts, successful or not, before the costly checks (strength,
+/// hashing); malformed input is refused first and stores nothing, not even a count.
 pub async fn register<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     clock: &Clock,
@@ -154,6 +155,9 @@ pub async fn register<C: ConnectionTrait + TransactionTrait>(
     client: Option<std::net::IpAddr>,
 ) -> AppResult<UserView> {
     if let Some(addr) = client {
+        normalize_email(email)?;
+        validate_name(name)?;
+        validate_password(password)?;
         let key = throttle::registration_key(addr);
         let now = clock.now();
         throttle::check(db, now, &[&key]).await?;
