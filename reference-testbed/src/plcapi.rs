@@ -14,6 +14,7 @@ use super::{
 use crate::random;
 use dxr::Value;
 use std::collections::HashMap;
+use std::hash::Hash;
 
 /// PLC's renewal cap for everyone but admins.
 pub const MAX_RENEWAL_S: f64 = 8.0 * 7.0 * 86400.0;
@@ -127,6 +128,13 @@ impl Call<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// A `Get*` call's arguments (auth, then an optional filter and optional return fields), compiled against
+    /// the method's `fields`; bare ids match `id_field`, bare names `name_field`.
+    fn query(&self, fields: &[&str], id_field: &str, name_field: &str) -> PlcResult<Query> {
+        self.arity(1, 3)?;
+        Query::compile(self.get(1), self.get(2), fields, id_field, name_field)
     }
 
     fn get(&self, i: usize) -> Option<&Value> {
@@ -299,33 +307,18 @@ const SITE_FIELDS: &[&str] = &[
 ];
 
 fn get_sites(tb: &Testbed, call: &Call) -> PlcResult<Value> {
-    call.arity(1, 3)?;
-    let query = Query::compile(call.get(1), call.get(2), SITE_FIELDS, "site_id", "login_base")?;
+    let query = call.query(SITE_FIELDS, "site_id", "login_base")?;
     // Under the lock: the node table (an Arc) and the persons' and slices' sites, one pass each.
     let (nodes, mut persons, mut slices) = {
         let state = tb.state();
-        let mut persons: HashMap<i32, Vec<i32>> = HashMap::new();
-        if query.wants("person_ids") {
-            for p in state.persons.values() {
-                for site in &p.site_ids {
-                    persons.entry(*site).or_default().push(p.person_id);
-                }
-            }
-        }
-        let mut slices: HashMap<i32, Vec<i32>> = HashMap::new();
-        if query.wants("slice_ids") {
-            for s in state.slices.values() {
-                slices.entry(s.site_id).or_default().push(s.slice_id);
-            }
-        }
-        (state.nodes.clone(), persons, slices)
+        let persons = state.persons.values().flat_map(|p| p.site_ids.iter().map(|&site| (site, p.person_id)));
+        let slices = state.slices.values().map(|s| (s.site_id, s.slice_id));
+        (state.nodes.clone(), grouped(&query, "person_ids", persons), grouped(&query, "slice_ids", slices))
     };
-    let mut by_site: HashMap<i32, Vec<i32>> = HashMap::new();
-    if query.wants("node_ids") {
-        for (i, n) in nodes.iter().enumerate().filter(|(_, n)| n.present) {
-            by_site.entry(tb.world.sites[tb.world.nodes[i].site].site_id).or_default().push(n.node_id);
-        }
-    }
+    let nodes_by_site = nodes.iter().enumerate().filter(|(_, n)| n.present);
+    let nodes_by_site =
+        nodes_by_site.map(|(i, n)| (tb.world.sites[tb.world.nodes[i].site].site_id, n.node_id));
+    let mut by_site = grouped(&query, "node_ids", nodes_by_site);
     let rows = tb
         .world
         .sites
@@ -343,9 +336,9 @@ fn get_sites(tb: &Testbed, call: &Call) -> PlcResult<Value> {
                 .put("max_slivers", || int(1000))
                 .put("latitude", || Value::Nil)
                 .put("longitude", || Value::Nil)
-                .put("node_ids", || take_ids(&mut by_site, site.site_id))
-                .put("person_ids", || take_ids(&mut persons, site.site_id))
-                .put("slice_ids", || take_ids(&mut slices, site.site_id))
+                .put("node_ids", || take_ids(&mut by_site, &site.site_id))
+                .put("person_ids", || take_ids(&mut persons, &site.site_id))
+                .put("slice_ids", || take_ids(&mut slices, &site.site_id))
                 .put("date_created", || time(tb.start))
                 .put("last_updated", || time(tb.start))
                 .done()
@@ -354,9 +347,24 @@ fn get_sites(tb: &Testbed, call: &Call) -> PlcResult<Value> {
     Ok(rows_value(query.run(rows)))
 }
 
+/// The ids of `(key, id)` pairs grouped by key, if `query` wants `field` (else nothing is grouped).
+fn grouped<K: Eq + Hash>(
+    query: &Query,
+    field: &str,
+    pairs: impl Iterator<Item = (K, i32)>,
+) -> HashMap<K, Vec<i32>> {
+    let mut groups: HashMap<K, Vec<i32>> = HashMap::new();
+    if query.wants(field) {
+        for (key, id) in pairs {
+            groups.entry(key).or_default().push(id);
+        }
+    }
+    groups
+}
+
 /// The ids grouped under `key`, as an XML-RPC array (empty when none).
-fn take_ids(groups: &mut HashMap<i32, Vec<i32>>, key: i32) -> Value {
-    ints(groups.remove(&key).unwrap_or_default())
+fn take_ids<K: Eq + Hash>(groups: &mut HashMap<K, Vec<i32>>, key: &K) -> Value {
+    ints(groups.remove(key).unwrap_or_default())
 }
 
 const NODE_FIELDS: &[&str] = &[
@@ -379,8 +387,7 @@ const NODE_FIELDS: &[&str] = &[
 /// `GetNodes`: under the lock only the node table and its indexes (Arcs) and, if wanted, the slices per
 /// node; bare ids and hostnames are looked up in the indexes rather than matched against every row.
 fn get_nodes(tb: &Testbed, call: &Call, now: f64) -> PlcResult<Value> {
-    call.arity(1, 3)?;
-    let query = Query::compile(call.get(1), call.get(2), NODE_FIELDS, "node_id", "hostname")?;
+    let query = call.query(NODE_FIELDS, "node_id", "hostname")?;
     let (nodes, by_id, by_host, mut slices_by_node) = {
         let state = tb.state();
         let slices = if query.wants("slice_ids") { state.slices_by_node() } else { HashMap::new() };
@@ -415,7 +422,7 @@ fn get_nodes(tb: &Testbed, call: &Call, now: f64) -> PlcResult<Value> {
                 .put("version", || string("PlanetLab 4.3"))
                 .put("ssh_rsa_key", || string(&w.host_key))
                 .put("interface_ids", || ints([interface_id(i)]))
-                .put("slice_ids", || ints(slices_by_node.remove(&i).unwrap_or_default()))
+                .put("slice_ids", || take_ids(&mut slices_by_node, &i))
                 .put("last_contact", || if n.up { time(now - 60.0) } else { time(n.last_change) })
                 .put("last_updated", || time(n.last_change))
                 .put("date_created", || time(tb.start))
@@ -443,8 +450,7 @@ const INTERFACE_FIELDS: &[&str] = &[
 ];
 
 fn get_interfaces(tb: &Testbed, call: &Call) -> PlcResult<Value> {
-    call.arity(1, 3)?;
-    let query = Query::compile(call.get(1), call.get(2), INTERFACE_FIELDS, "interface_id", "ip")?;
+    let query = call.query(INTERFACE_FIELDS, "interface_id", "ip")?;
     let nodes = tb.state().nodes.clone();
     let rows = (0..nodes.len())
         .filter(|&i| nodes[i].present)
@@ -474,8 +480,7 @@ const NODE_TAG_FIELDS: &[&str] = &["node_tag_id", "node_id", "tagname", "value"]
 
 /// Node tags carry what PLC kept in tags and Portolan needs: link class, country, capacity, resources.
 fn get_node_tags(tb: &Testbed, call: &Call) -> PlcResult<Value> {
-    call.arity(1, 3)?;
-    let query = Query::compile(call.get(1), call.get(2), NODE_TAG_FIELDS, "node_tag_id", "tagname")?;
+    let query = call.query(NODE_TAG_FIELDS, "node_tag_id", "tagname")?;
     let nodes = tb.state().nodes.clone();
     let mut rows = Vec::new();
     for i in (0..nodes.len()).filter(|&i| nodes[i].present) {
@@ -547,8 +552,7 @@ fn visible_slice(caller: &Person, s: &Slice) -> bool {
 
 /// Rows of the visible slices are built under the lock, the filter is evaluated after it.
 fn get_slices(tb: &Testbed, call: &Call, caller: &Person) -> PlcResult<Value> {
-    call.arity(1, 3)?;
-    let query = Query::compile(call.get(1), call.get(2), SLICE_FIELDS, "slice_id", "name")?;
+    let query = call.query(SLICE_FIELDS, "slice_id", "name")?;
     let rows = {
         let state = tb.state();
         state
@@ -861,18 +865,11 @@ const PERSON_FIELDS: &[&str] = &[
 /// The visible persons' rows are built under the lock (with each person's slices from one pass over the
 /// slices), the filter is evaluated after it.
 fn get_persons(tb: &Testbed, call: &Call, caller: &Person) -> PlcResult<Value> {
-    call.arity(1, 3)?;
-    let query = Query::compile(call.get(1), call.get(2), PERSON_FIELDS, "person_id", "email")?;
+    let query = call.query(PERSON_FIELDS, "person_id", "email")?;
     let rows = {
         let state = tb.state();
-        let mut slices_of: HashMap<i32, Vec<i32>> = HashMap::new();
-        if query.wants("slice_ids") {
-            for s in state.slices.values() {
-                for p in &s.person_ids {
-                    slices_of.entry(*p).or_default().push(s.slice_id);
-                }
-            }
-        }
+        let members = state.slices.values().flat_map(|s| s.person_ids.iter().map(|&p| (p, s.slice_id)));
+        let mut slices_of = grouped(&query, "slice_ids", members);
         state
             .persons
             .values()
@@ -890,7 +887,7 @@ fn get_persons(tb: &Testbed, call: &Call, caller: &Person) -> PlcResult<Value> {
                     .put("roles", || Value::Array(p.roles.iter().map(|r| string(role_name(*r))).collect()))
                     .put("role_ids", || ints(p.roles.iter().copied()))
                     .put("site_ids", || ints(p.site_ids.iter().copied()))
-                    .put("slice_ids", || ints(slices_of.remove(&p.person_id).unwrap_or_default()))
+                    .put("slice_ids", || take_ids(&mut slices_of, &p.person_id))
                     .put("key_ids", || ints(p.key_ids.iter().copied()))
                     .put("enabled", || Value::Boolean(p.enabled))
                     .put("date_created", || time(p.created))
@@ -996,8 +993,7 @@ fn add_person_key(call: &Call, state: &mut State, caller: &Person) -> PlcResult<
 const KEY_FIELDS: &[&str] = &["key_id", "person_id", "key_type", "key"];
 
 fn get_keys(tb: &Testbed, call: &Call, caller: &Person) -> PlcResult<Value> {
-    call.arity(1, 3)?;
-    let query = Query::compile(call.get(1), call.get(2), KEY_FIELDS, "key_id", "key")?;
+    let query = call.query(KEY_FIELDS, "key_id", "key")?;
     let rows = {
         let state = tb.state();
         state
