@@ -10,6 +10,19 @@ mod m20261201_000001_integrity;
 mod m20261201_000002_reconcile;
 mod m20261201_000003_login_throttle;
 
+/// An index on `cols` of `table`, unique or not: every migration's index statement.
+fn index(table: &'static str, name: &str, cols: &[&'static str], unique: bool) -> IndexCreateStatement {
+    let mut index = Index::create();
+    index.name(name).table(table);
+    for col in cols {
+        index.col(*col);
+    }
+    if unique {
+        index.unique();
+    }
+    index.to_owned()
+}
+
 pub struct Migrator;
 
 #[async_trait::async_trait]

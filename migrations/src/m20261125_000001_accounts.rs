@@ -1,6 +1,7 @@
 //! Accounts and projects: users, projects, memberships, join requests, SSH keys, API tokens, sessions and
 //! the audit log.
 
+use crate::index;
 use sea_orm_migration::{prelude::*, schema::*};
 
 #[derive(DeriveMigrationName)]
@@ -12,18 +13,6 @@ fn fk(from_table: &'static str, from_col: &'static str, to_table: &'static str) 
         .to(to_table, "id")
         .on_delete(ForeignKeyAction::Cascade)
         .to_owned()
-}
-
-fn index(table: &'static str, name: &str, cols: &[&'static str], unique: bool) -> IndexCreateStatement {
-    let mut index = Index::create();
-    index.name(name).table(table);
-    for col in cols {
-        index.col(*col);
-    }
-    if unique {
-        index.unique();
-    }
-    index.to_owned()
 }
 
 #[async_trait::async_trait]

@@ -18,6 +18,7 @@
 //! - `last_error` (text, null): the last failure, for operators.
 //! - `updated_at` (timestamp): when the row was last written.
 
+use crate::index;
 use sea_orm_migration::{prelude::*, schema::*};
 
 #[derive(DeriveMigrationName)]
@@ -43,21 +44,9 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("reconcile_tasks_kind_key")
-                    .table("reconcile_tasks")
-                    .col("kind")
-                    .col("key")
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(index("reconcile_tasks", "reconcile_tasks_kind_key", &["kind", "key"], true))
             .await?;
-        manager
-            .create_index(
-                Index::create().name("reconcile_tasks_due").table("reconcile_tasks").col("due_at").to_owned(),
-            )
-            .await
+        manager.create_index(index("reconcile_tasks", "reconcile_tasks_due", &["due_at"], false)).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -19,6 +19,7 @@
 //! an audit row PostgreSQL refused. `down` leaves it at 254: narrowing it again would fail on the longer
 //! targets stored meanwhile.
 
+use crate::index;
 use sea_orm_migration::{prelude::*, schema::*, sea_orm::DatabaseBackend};
 
 #[derive(DeriveMigrationName)]
@@ -39,13 +40,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("login_throttle_last_failure")
-                    .table("login_throttle")
-                    .col("last_failure_s")
-                    .to_owned(),
-            )
+            .create_index(index("login_throttle", "login_throttle_last_failure", &["last_failure_s"], false))
             .await?;
         if manager.get_database_backend() == DatabaseBackend::Postgres {
             manager
