@@ -15,10 +15,8 @@ use sea_orm::{
 };
 use serde_json::json;
 
-pub const MIN_PASSWORD: usize = limits::PASSWORD_MIN;
-pub const MAX_PASSWORD: usize = limits::PASSWORD_MAX_BYTES;
 /// The longest password a log-in checks, in bytes: registration took up to 1024 bytes before new passwords
-/// were bounded to [`MAX_PASSWORD`], and those accounts must still log in (argon2's cost hardly depends on
+/// were bounded to [`limits::PASSWORD_MAX_BYTES`], and those accounts must still log in (argon2's cost hardly depends on
 /// the length; the bound only refuses absurd input before it is hashed).
 pub const MAX_LOGIN_PASSWORD: usize = 1024;
 /// The least zxcvbn score (0 to 4) a new password needs: 3 is "safely unguessable: moderate protection
@@ -68,14 +66,14 @@ pub fn validate_name(name: &str) -> AppResult<String> {
 
 pub fn validate_password(password: &str) -> AppResult<()> {
     let n = password.chars().count();
-    if n < MIN_PASSWORD {
+    if n < limits::PASSWORD_MIN {
         return Err(AppError::invalid(
             "password",
-            format!("the password needs at least {MIN_PASSWORD} characters"),
+            format!("the password needs at least {} characters", limits::PASSWORD_MIN),
         ));
     }
-    if password.len() > MAX_PASSWORD {
-        return Err(too_long_password(MAX_PASSWORD));
+    if password.len() > limits::PASSWORD_MAX_BYTES {
+        return Err(too_long_password(limits::PASSWORD_MAX_BYTES));
     }
     Ok(())
 }

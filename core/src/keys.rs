@@ -13,8 +13,6 @@ use sea_orm::{
 };
 use serde_json::json;
 
-/// The largest pasted key accepted (an RSA-16384 key is about 2.8 KB).
-pub const MAX_KEY_LEN: usize = model::limits::KEY_TEXT;
 /// RSA moduli accepted, in bits: OpenSSH's own ceiling is 16384; below 2048 is refused as too weak.
 pub const RSA_MIN_BITS: usize = 2048;
 pub const RSA_MAX_BITS: usize = 16384;
@@ -38,8 +36,11 @@ pub fn parse_key(text: &str) -> AppResult<ParsedKey> {
             "paste a public key, e.g. the contents of ~/.ssh/id_ed25519.pub",
         ));
     }
-    if text.len() > MAX_KEY_LEN {
-        return Err(AppError::invalid("public_key", format!("the key is longer than {MAX_KEY_LEN} bytes")));
+    if text.len() > model::limits::KEY_TEXT {
+        return Err(AppError::invalid(
+            "public_key",
+            format!("the key is longer than {} bytes", model::limits::KEY_TEXT),
+        ));
     }
     if text.contains("PRIVATE KEY") {
         return Err(AppError::invalid(
