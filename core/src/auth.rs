@@ -110,12 +110,8 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-async fn user_caller(db: &impl ConnectionTrait, user_id: i32, via: Via) -> AppResult<Option<Caller>> {
-    Ok(user::Entity::find_by_id(user_id).one(db).await?.map(|u| Caller {
-        user_id: u.id,
-        operator: u.is_operator,
-        via,
-    }))
+fn user_caller(user: &user::Model, via: Via) -> Caller {
+    Caller { user_id: user.id, operator: user.is_operator, via }
 }
 
 /// The caller behind a `Authorization: Bearer …` header, if it holds a live token.
@@ -141,7 +137,7 @@ pub async fn caller_from_token(
         active.last_used_at = Set(Some(now));
         active.update(db).await?;
     }
-    user_caller(db, user_id, Via::Token { id, scope }).await
+    Ok(user::Entity::find_by_id(user_id).one(db).await?.map(|u| user_caller(&u, Via::Token { id, scope })))
 }
 
 pub async fn caller_from_session(db: &impl ConnectionTrait, session: &Session) -> AppResult<Option<Caller>> {
@@ -158,10 +154,7 @@ pub async fn session_user(
     let Some(id) = user_id else {
         return Ok(None);
     };
-    Ok(user::Entity::find_by_id(id).one(db).await?.map(|u| {
-        let caller = Caller { user_id: u.id, operator: u.is_operator, via: Via::Session };
-        (caller, u.into())
-    }))
+    Ok(user::Entity::find_by_id(id).one(db).await?.map(|u| (user_caller(&u, Via::Session), u.into())))
 }
 
 /// Resolves the caller: a bearer token wins over a session cookie; a present but bad token is refused
