@@ -116,13 +116,16 @@ impl Cache {
     }
 }
 
-fn encode(rows: &[PathRow]) -> (Bytes, Bytes) {
-    let json = serde_json::to_vec(rows).expect("path rows serialise");
+fn encode_json(rows: &[PathRow]) -> Bytes {
+    Bytes::from(serde_json::to_vec(rows).expect("path rows serialise"))
+}
+
+fn encode_csv(rows: &[PathRow]) -> Bytes {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for row in rows {
         let _ = writer.serialize(row);
     }
-    (Bytes::from(json), Bytes::from(writer.into_inner().unwrap_or_default()))
+    Bytes::from(writer.into_inner().unwrap_or_default())
 }
 
 /// The whole feed of the current round: from the cache, or built once on the blocking pool while every
@@ -149,8 +152,7 @@ pub async fn feed(tb: &Arc<Testbed>) -> Result<Arc<Feed>, String> {
                         .blocking(move || {
                             builder.sensor.computations.fetch_add(1, Ordering::Relaxed);
                             let rows = rows_at(&builder, &nodes, at, None);
-                            let (json, csv) = encode(&rows);
-                            Feed { at, rows: rows.len(), json, csv }
+                            Feed { at, rows: rows.len(), json: encode_json(&rows), csv: encode_csv(&rows) }
                         })
                         .await;
                     match built {
@@ -178,34 +180,32 @@ pub async fn feed(tb: &Arc<Testbed>) -> Result<Arc<Feed>, String> {
     }
 }
 
-/// One node's paths (cheap), encoded on the blocking pool.
-async fn one_node(tb: &Arc<Testbed>, hostname: String) -> Result<(Bytes, Bytes), String> {
-    let testbed = tb.clone();
-    tb.blocking(move || encode(&rows(&testbed, Some(&hostname)))).await.map_err(|e| e.to_string())
-}
-
-fn failed(why: String) -> Response {
-    (StatusCode::INTERNAL_SERVER_ERROR, why).into_response()
+/// The feed as `content_type`: one node's paths (cheap: built and encoded per call, on the blocking pool)
+/// when `?hostname=` names one, else the round's whole feed (`whole` picks its encoding).
+async fn respond(
+    tb: Arc<Testbed>,
+    only: Only,
+    content_type: &'static str,
+    encode: fn(&[PathRow]) -> Bytes,
+    whole: fn(&Feed) -> &Bytes,
+) -> Response {
+    let body = match only.hostname {
+        Some(hostname) => {
+            let testbed = tb.clone();
+            tb.blocking(move || encode(&rows(&testbed, Some(&hostname)))).await.map_err(|e| e.to_string())
+        }
+        None => feed(&tb).await.map(|feed| whole(&feed).clone()),
+    };
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(why) => (StatusCode::INTERNAL_SERVER_ERROR, why).into_response(),
+    }
 }
 
 pub async fn json(State(tb): State<Arc<Testbed>>, Query(only): Query<Only>) -> Response {
-    let body = match only.hostname {
-        Some(hostname) => one_node(&tb, hostname).await.map(|(json, _)| json),
-        None => feed(&tb).await.map(|feed| feed.json.clone()),
-    };
-    match body {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(why) => failed(why),
-    }
+    respond(tb, only, "application/json", encode_json, |feed| &feed.json).await
 }
 
 pub async fn csv(State(tb): State<Arc<Testbed>>, Query(only): Query<Only>) -> Response {
-    let body = match only.hostname {
-        Some(hostname) => one_node(&tb, hostname).await.map(|(_, csv)| csv),
-        None => feed(&tb).await.map(|feed| feed.csv.clone()),
-    };
-    match body {
-        Ok(body) => ([(header::CONTENT_TYPE, "text/csv")], body).into_response(),
-        Err(why) => failed(why),
-    }
+    respond(tb, only, "text/csv", encode_csv, |feed| &feed.csv).await
 }
