@@ -18,6 +18,9 @@
 //! same machine, so the figures include its share of the CPU. Arguments filter the databases (`sqlite`,
 //! `postgres`).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use server::config::Config;
@@ -104,18 +107,7 @@ async fn database_url(database: &str, dir: &tempfile::TempDir) -> String {
     if database == "sqlite" {
         return format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
     }
-    use sea_orm::ConnectionTrait;
-    let admin_url = match std::env::var("DATABASE_URL") {
-        Ok(url) if url.starts_with("postgres") => url,
-        _ => "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
-    };
-    let admin = sea_orm::Database::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} (DATABASE_URL) is needed: {e}"));
-    let name = format!("portolan_bench_{}", uuid::Uuid::new_v4().simple());
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
+    common::fresh_postgres_database().await
 }
 
 /// Registers a user with three projects; returns their session cookie and an API token.

@@ -35,18 +35,8 @@ async fn exec(app: &TestApp, sql: &str) -> Result<(), DbErr> {
     app.db.execute_unprepared(sql).await.map(|_| ())
 }
 
-async fn scalar(app: &TestApp, sql: &str) -> i64 {
-    let row = app
-        .db
-        .query_one_raw(sea_orm::Statement::from_string(app.db.get_database_backend(), sql.to_owned()))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
-}
-
 async fn user_id(app: &TestApp, email: &str) -> i32 {
-    scalar(app, &format!("SELECT CAST(id AS BIGINT) FROM users WHERE email = '{email}'")).await as i32
+    app.scalar(&format!("SELECT CAST(id AS BIGINT) FROM users WHERE email = '{email}'")).await as i32
 }
 
 fn session_caller(user_id: i32) -> Caller {
@@ -86,10 +76,7 @@ async fn concurrent_decisions_have_one_winner(app: TestApp) {
     let (_, mine) = app.call(&bob, "my_join_requests", &[]).await;
     assert_eq!(mine[0]["status"], if approved { "approved" } else { "rejected" });
     assert_eq!(app.count("memberships").await, if approved { 2 } else { 1 });
-    assert_eq!(
-        scalar(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'project.join_decision'").await,
-        1
-    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'project.join_decision'").await, 1);
     // And later decisions are conflicts too, sequentially.
     let (status, body) = app.post(&ada, &format!("/join-requests/{id}/reject"), None, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -111,13 +98,11 @@ async fn concurrent_asks_store_one_request(app: TestApp) {
     assert_eq!(tally(&statuses, StatusCode::CREATED), 1, "{statuses:?}");
     assert_eq!(tally(&statuses, StatusCode::CONFLICT), 19, "{statuses:?}");
     assert_eq!(app.count("join_requests").await, 1);
-    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'project.join_request'").await, 1);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'project.join_request'").await, 1);
 
     // The database itself holds one pending request per user and project, and keeps decided ones.
-    let (project, bob_id) = (
-        scalar(&app, "SELECT CAST(id AS BIGINT) FROM projects").await,
-        user_id(&app, "bob@example.org").await,
-    );
+    let (project, bob_id) =
+        (app.scalar("SELECT CAST(id AS BIGINT) FROM projects").await, user_id(&app, "bob@example.org").await);
     let insert = format!(
         "INSERT INTO join_requests (project_id, user_id, message, status, created_at)
          VALUES ({project}, {bob_id}, 'raw', 'pending', CURRENT_TIMESTAMP)"
@@ -165,7 +150,7 @@ async fn deleting_a_creator_is_refused_and_loses_nothing(app: TestApp) {
     let ops_id = user_id(&app, "ops@example.org").await;
     exec(&app, &format!("DELETE FROM users WHERE id = {ops_id}")).await.unwrap();
     assert_eq!(app.count("join_requests").await, 1);
-    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM join_requests WHERE decided_by IS NULL").await, 1);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM join_requests WHERE decided_by IS NULL").await, 1);
     // A member who created nothing can go; their membership and request go with them.
     let bob_id = user_id(&app, "bob@example.org").await;
     exec(&app, &format!("DELETE FROM users WHERE id = {bob_id}")).await.unwrap();
@@ -173,7 +158,7 @@ async fn deleting_a_creator_is_refused_and_loses_nothing(app: TestApp) {
     assert_eq!(app.count("join_requests").await, 0);
     assert_eq!(app.count("projects").await, 1);
     // decided_by must name a user.
-    let project = scalar(&app, "SELECT CAST(id AS BIGINT) FROM projects").await;
+    let project = app.scalar("SELECT CAST(id AS BIGINT) FROM projects").await;
     let insert = format!(
         "INSERT INTO join_requests (project_id, user_id, message, status, created_at, decided_by)
          VALUES ({project}, {ada_id}, '', 'rejected', CURRENT_TIMESTAMP, 999999)"
@@ -187,10 +172,8 @@ async fn unknown_values_are_refused_by_the_database(app: TestApp) {
     app.token(&ada, "read").await;
     let bob = app.user("bob@example.org").await;
     app.call(&bob, "request_join", &[("project", "wanlab"), ("message", "")]).await;
-    let (project, ada_id) = (
-        scalar(&app, "SELECT CAST(id AS BIGINT) FROM projects").await,
-        user_id(&app, "ada@example.org").await,
-    );
+    let (project, ada_id) =
+        (app.scalar("SELECT CAST(id AS BIGINT) FROM projects").await, user_id(&app, "ada@example.org").await);
     for bad in [
         "UPDATE memberships SET role = 'owner'".to_owned(),
         "UPDATE join_requests SET status = 'withdrawn'".to_owned(),
@@ -252,7 +235,7 @@ async fn key_limit_holds_under_parallel_requests(app: TestApp) {
     assert_eq!(tally(&statuses, StatusCode::CREATED), limit, "{statuses:?}");
     assert_eq!(tally(&statuses, StatusCode::BAD_REQUEST), 80 - limit, "{statuses:?}");
     assert_eq!(app.count("ssh_keys").await, limit as i64);
-    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'key.add'").await, limit as i64);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'key.add'").await, limit as i64);
 }
 
 async fn token_limit_holds_under_parallel_requests(app: TestApp) {
@@ -288,7 +271,7 @@ async fn token_limit_holds_under_parallel_requests(app: TestApp) {
     assert_eq!(tally(&statuses, StatusCode::OK), room, "{statuses:?}");
     assert_eq!(tally(&statuses, StatusCode::CONFLICT), 80 - room, "{statuses:?}");
     assert_eq!(
-        scalar(&app, "SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL").await,
+        app.scalar("SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL").await,
         limit as i64,
         "live tokens"
     );
@@ -312,7 +295,7 @@ async fn parallel_deletes_answer_204_or_404(app: TestApp) {
     assert_eq!(tally(&statuses, StatusCode::NO_CONTENT), 21, "{statuses:?}");
     assert_eq!(tally(&statuses, StatusCode::NOT_FOUND), 7, "{statuses:?}");
     assert_eq!(app.count("ssh_keys").await, 3);
-    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'key.delete'").await, 21);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'key.delete'").await, 21);
 }
 
 /// A change and its audit row commit together: with the audit table unwritable, nothing is stored.
@@ -370,9 +353,7 @@ async fn services_read_the_given_clock(app: TestApp) {
         listed.iter().find(|t| t.id == token.token.id).unwrap().revoked_at,
         Some(at + chrono::TimeDelta::hours(1))
     );
-    let stamped = scalar(
-        &app,
-        &format!(
+    let stamped = app.scalar(&format!(
             "SELECT COUNT(*) FROM audit_log WHERE action IN ('project.create', 'key.add', 'token.create', 'token.revoke')
              AND actor_id = {}",
             ada.user_id

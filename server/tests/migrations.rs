@@ -4,8 +4,10 @@
 
 mod common;
 
+use common::scalar;
+
 use migrations::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbErr};
 
 /// A fresh, empty database of `backend`, and what must live as long as it (SQLite's directory).
 async fn empty(backend: &str) -> (DatabaseConnection, Option<tempfile::TempDir>) {
@@ -14,22 +16,11 @@ async fn empty(backend: &str) -> (DatabaseConnection, Option<tempfile::TempDir>)
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
         return (Database::connect(&url).await.unwrap(), Some(dir));
     }
-    let admin_url = common::postgres_admin_url();
-    let admin = Database::connect(&admin_url).await.unwrap();
-    let name = format!("portolan_test_{}", uuid::Uuid::new_v4().simple());
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    admin.close().await.unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    (Database::connect(format!("{base}/{name}")).await.unwrap(), None)
+    (Database::connect(common::fresh_postgres_database().await).await.unwrap(), None)
 }
 
 async fn exec(db: &DatabaseConnection, sql: &str) -> Result<(), DbErr> {
     db.execute_unprepared(sql).await.map(drop)
-}
-
-async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
-    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_owned())).await;
-    row.unwrap().unwrap().try_get_by_index::<i64>(0).unwrap()
 }
 
 /// What the previous release could have stored: two users and a third since deleted (who had decided a

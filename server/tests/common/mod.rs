@@ -29,6 +29,19 @@ pub fn postgres_admin_url() -> String {
     }
 }
 
+/// Creates a new, empty PostgreSQL database `portolan_test_<uuid>` and returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    let admin_url = postgres_admin_url();
+    let admin = Database::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is needed for the postgres tests: {e}"));
+    let name = format!("portolan_test_{}", uuid::Uuid::new_v4().simple());
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    admin.close().await.unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
 impl TestApp {
     pub async fn sqlite() -> Self {
         Self::sqlite_with(|_| {}).await
@@ -42,15 +55,7 @@ impl TestApp {
     }
 
     pub async fn postgres() -> Self {
-        let admin_url = postgres_admin_url();
-        let admin = Database::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is needed for the postgres tests: {e}"));
-        let name = format!("portolan_test_{}", uuid::Uuid::new_v4().simple());
-        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-        admin.close().await.unwrap();
-        let (base, _) = admin_url.rsplit_once('/').unwrap();
-        Self::start(tempfile::tempdir().unwrap(), format!("{base}/{name}"), "postgres").await
+        Self::start(tempfile::tempdir().unwrap(), fresh_postgres_database().await, "postgres").await
     }
 
     async fn start(dir: tempfile::TempDir, url: String, backend: &'static str) -> Self {
@@ -169,16 +174,12 @@ impl TestApp {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        let row = self
-            .db
-            .query_one_raw(sea_orm::Statement::from_string(
-                self.db.get_database_backend(),
-                format!("SELECT COUNT(*) AS n FROM {table}"),
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get::<i64>("", "n").unwrap()
+        self.scalar(&format!("SELECT COUNT(*) FROM {table}")).await
+    }
+
+    /// The one `BIGINT` value `sql` selects.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        scalar(&self.db, sql).await
     }
 
     pub async fn create_project(&self, browser: &Client, name: &str) -> Value {
@@ -195,6 +196,12 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// The one `BIGINT` value `sql` selects on `db`.
+pub async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql.to_owned()));
+    row.await.unwrap().unwrap().try_get_by_index::<i64>(0).unwrap()
 }
 
 pub fn no_body() -> Value {
