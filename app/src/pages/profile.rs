@@ -4,6 +4,7 @@ use super::{
     Auth,
     widgets::{ActionError, Listing, LoadError, PleaseLogIn, when},
 };
+use crate::error::AppError;
 use crate::keys::{AddKey, DeleteKey, KeyView, list_keys};
 use crate::tokens::{CreateToken, RevokeToken, TokenView, list_tokens};
 use leptos::prelude::*;
@@ -12,6 +13,31 @@ use leptos_meta::Title;
 #[component]
 pub fn ProfilePage() -> impl IntoView {
     let auth = expect_context::<Auth>();
+    // Made here, once per page, as on the dashboard: the closure below runs again as the user resource
+    // settles, and resources made inside it would be made, and fetched, again each time. They wait for the
+    // user and ask nothing of the server for a visitor.
+    let add = ServerAction::<AddKey>::new();
+    let delete = ServerAction::<DeleteKey>::new();
+    let keys = Resource::new(
+        move || (add.version().get(), delete.version().get()),
+        move |_| async move {
+            match auth.user.await {
+                Ok(Some(_)) => list_keys().await,
+                _ => Ok(Vec::new()),
+            }
+        },
+    );
+    let create = ServerAction::<CreateToken>::new();
+    let revoke = ServerAction::<RevokeToken>::new();
+    let tokens = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        move |_| async move {
+            match auth.user.await {
+                Ok(Some(_)) => list_tokens().await,
+                _ => Ok(Vec::new()),
+            }
+        },
+    );
     view! {
         <Title text="Profile · Portolan"/>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
@@ -22,8 +48,8 @@ pub fn ProfilePage() -> impl IntoView {
                             <h1>{user.name}</h1>
                             <p class="muted">{user.email} {user.is_operator.then_some(" · operator")}</p>
                         </section>
-                        <Keys/>
-                        <Tokens/>
+                        <Keys add delete keys/>
+                        <Tokens create revoke tokens/>
                     }.into_any(),
                     Ok(None) => view! { <PleaseLogIn/> }.into_any(),
                     Err(error) => view! { <LoadError error/> }.into_any(),
@@ -34,10 +60,11 @@ pub fn ProfilePage() -> impl IntoView {
 }
 
 #[component]
-fn Keys() -> impl IntoView {
-    let add = ServerAction::<AddKey>::new();
-    let delete = ServerAction::<DeleteKey>::new();
-    let keys = Resource::new(move || (add.version().get(), delete.version().get()), |_| list_keys());
+fn Keys(
+    add: ServerAction<AddKey>,
+    delete: ServerAction<DeleteKey>,
+    keys: Resource<Result<Vec<KeyView>, AppError>>,
+) -> impl IntoView {
     view! {
         <section class="card">
             <h2>"SSH keys"</h2>
@@ -74,10 +101,11 @@ fn Keys() -> impl IntoView {
 }
 
 #[component]
-fn Tokens() -> impl IntoView {
-    let create = ServerAction::<CreateToken>::new();
-    let revoke = ServerAction::<RevokeToken>::new();
-    let tokens = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_tokens());
+fn Tokens(
+    create: ServerAction<CreateToken>,
+    revoke: ServerAction<RevokeToken>,
+    tokens: Resource<Result<Vec<TokenView>, AppError>>,
+) -> impl IntoView {
     let fresh = move || {
         create.value().get().and_then(Result::ok).map(|new| {
             view! {
