@@ -339,9 +339,17 @@ async fn requests_beyond_the_in_flight_limit_are_503_json() {
         stream.write_all(head.as_bytes()).await.unwrap();
         held.push(stream);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let response = Client::new().get(app.url("/api/v1/openapi.json")).send().await.unwrap();
-    let (status, headers, body) = json_of(response).await;
+    // Once the server has read both heads, the next request is refused at once (bounded polling, well
+    // within the body timeout that ends the two).
+    let polled = Instant::now();
+    let (status, headers, body) = loop {
+        let response = Client::new().get(app.url("/api/v1/openapi.json")).send().await.unwrap();
+        let answer = json_of(response).await;
+        if answer.0 != StatusCode::OK || polled.elapsed() > Duration::from_secs(1) {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
     assert_eq!(headers["x-content-type-options"], "nosniff", "a refusal is an answer like any other");
@@ -460,7 +468,7 @@ async fn hsts_only_when_the_public_url_is_https() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
-    let app = TestApp::sqlite_with(|c| c.header_timeout_s = 0.5).await;
+    let app = TestApp::sqlite_with(|c| c.header_timeout_s = 1.0).await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     let request = format!("GET /api/v1/openapi.json HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr);
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -486,7 +494,8 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
         closed_within(&mut stream, Duration::from_secs(3)).await,
         "an idle keep-alive connection stayed open"
     );
-    assert!(idle.elapsed() >= Duration::from_millis(400), "closed before the timeout: {:?}", idle.elapsed());
+    // The timer started when the answer was written, a little before `idle`: room for a loaded machine.
+    assert!(idle.elapsed() >= Duration::from_millis(500), "closed before the timeout: {:?}", idle.elapsed());
 }
 
 #[tokio::test]
