@@ -32,6 +32,21 @@ fn portolan(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> (bool, St
     )
 }
 
+/// Waits (bounded polling) for `child` to exit; kills it and fails with `else_panic` after `seconds`.
+fn exit_within(child: &mut std::process::Child, seconds: u64, else_panic: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("{else_panic}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn admin_commands_create_users_and_operators() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,17 +85,7 @@ fn a_bad_setting_stops_the_start_naming_the_variable() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            child.kill().unwrap();
-            panic!("serve started despite a bad setting");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, 30, "serve started despite a bad setting");
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!status.success());
@@ -123,17 +128,7 @@ fn serve_shuts_down_gracefully_on_sigterm() {
     }
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("serve did not stop on SIGTERM");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, 30, "serve did not stop on SIGTERM");
     log.extend(rx.try_iter());
     assert!(status.success(), "{status}: {log:#?}");
     assert!(log.iter().any(|l| l.contains("shutting down")), "{log:#?}");
