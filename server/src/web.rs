@@ -71,8 +71,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
             // A page render: leptos_axum has provided this request's nonce, which the hydration script
             // and streamed chunks carry; the policy names it.
             if let (Some(nonce), Some(response)) = (use_nonce(), use_context::<ResponseOptions>()) {
-                response
-                    .insert_header(header::CONTENT_SECURITY_POLICY, content_security_policy(Some(&nonce)));
+                response.insert_header(header::CONTENT_SECURITY_POLICY, page_csp(&nonce));
             }
         }
     };
@@ -145,19 +144,13 @@ const DEFAULT_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-ev
     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; \
     frame-ancestors 'none'";
 
-/// The Content-Security-Policy of a page. Scripts: the bundle from this origin, WebAssembly compilation
-/// (`'wasm-unsafe-eval'`, which allows no JavaScript eval), and the inline hydration script and streamed
-/// resource chunks, which carry this response's nonce. Styles: the stylesheet only.
-pub fn content_security_policy(nonce: Option<&str>) -> HeaderValue {
-    match nonce {
-        Some(nonce) => HeaderValue::try_from(DEFAULT_CSP.replacen(
-            "script-src 'self'",
-            &format!("script-src 'self' 'nonce-{nonce}'"),
-            1,
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static(DEFAULT_CSP)),
-        None => HeaderValue::from_static(DEFAULT_CSP),
-    }
+/// The Content-Security-Policy of a page: [`DEFAULT_CSP`] with the page's nonce among the script sources.
+/// Scripts: the bundle from this origin, WebAssembly compilation (`'wasm-unsafe-eval'`, which allows no
+/// JavaScript eval), and the inline hydration script and streamed resource chunks, which carry this
+/// response's nonce. Styles: the stylesheet only.
+fn page_csp(nonce: &str) -> HeaderValue {
+    let policy = DEFAULT_CSP.replacen("script-src 'self'", &format!("script-src 'self' 'nonce-{nonce}'"), 1);
+    HeaderValue::try_from(policy).unwrap_or_else(|_| HeaderValue::from_static(DEFAULT_CSP))
 }
 
 /// The bundle's files (`/pkg/…`): the same for everyone, so caches may keep them.
