@@ -21,7 +21,7 @@
 //! | `header_timeout_s` | `PORTOLAN_HEADER_TIMEOUT_S` | `10` | a connection that has not sent a request's whole head (request line and headers) this many seconds after it opened, or after its last answer (an idle keep-alive connection), is closed; fractions allowed (0 < s ≤ 3600) |
 //! | `body_timeout_s` | `PORTOLAN_BODY_TIMEOUT_S` | `30` | a request's whole body must have arrived this many seconds after its head, however steadily it trickles in, else the request is answered 400 (JSON) and its connection closed; fractions allowed (0 < s ≤ 3600) |
 //! | `max_in_flight` | `PORTOLAN_MAX_IN_FLIGHT` | `512` | requests handled at once; beyond it a request is answered 503 (JSON) at once instead of queueing |
-//! | `trusted_proxies` | `PORTOLAN_TRUSTED_PROXIES` | none | addresses or CIDR blocks of the reverse proxies in front (TOML: a list, `["10.0.0.2", "fd00::/8"]`; environment: comma-separated, `10.0.0.2,fd00::/8`). Only a request whose peer is one of them has its client address (for per-client log-in throttling) read from `X-Forwarded-For`: the right-most entry that is not a trusted proxy. From any other peer the header is ignored |
+//! | `trusted_proxies` | `PORTOLAN_TRUSTED_PROXIES` | none | addresses or CIDR blocks of the reverse proxies in front (TOML: a list, `["10.0.0.2", "fd00::/8"]`; environment: comma-separated, `10.0.0.2,fd00::/8`). Only a request whose peer is one of them has its client address (for per-client throttling of log-ins and registrations) read from `X-Forwarded-For`: the right-most entry that is not a trusted proxy. From any other peer the header is ignored |
 
 use figment::{
     Figment,

@@ -191,8 +191,8 @@ async fn no_store_when_authenticated(request: Request, next: Next) -> Response {
     response
 }
 
-/// Sets each request's [`ClientAddr`], the address its per-client limits (log-in throttling) count
-/// against: see [`client_address`].
+/// Sets each request's [`ClientAddr`], the address its per-client limits (log-in and registration
+/// throttling) count against: see [`client_address`].
 fn resolve_client(
     trusted: Vec<IpNet>,
 ) -> impl Fn(Request) -> std::future::Ready<Request> + Clone + Send + Sync + 'static {
