@@ -16,29 +16,11 @@ use leptos_meta::Title;
 #[component]
 pub fn DashboardPage() -> impl IntoView {
     let auth = expect_context::<Auth>();
-    // Made here, once per page: the closure below runs again as the user resource settles, and resources
-    // made inside it would be made, and fetched, again each time (three times per view, measured). They wait
-    // for the user and ask nothing of the server for a visitor.
+    // Made here, once per page, not inside the Suspend below (see `Auth::list_of`).
     let create = ServerAction::<CreateProject>::new();
     let join = ServerAction::<RequestJoin>::new();
-    let projects = Resource::new(
-        move || create.version().get(),
-        move |_| async move {
-            match auth.user.await {
-                Ok(Some(_)) => list_projects().await,
-                _ => Ok(Vec::new()),
-            }
-        },
-    );
-    let requests = Resource::new(
-        move || join.version().get(),
-        move |_| async move {
-            match auth.user.await {
-                Ok(Some(_)) => my_join_requests().await,
-                _ => Ok(Vec::new()),
-            }
-        },
-    );
+    let projects = auth.list_of(move || create.version().get(), list_projects);
+    let requests = auth.list_of(move || join.version().get(), my_join_requests);
     let lists = Lists { create, join, projects, requests };
     view! {
         <Title text="Portolan"/>

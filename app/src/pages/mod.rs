@@ -44,6 +44,31 @@ pub struct Auth {
     pub user: Resource<Result<Option<UserView>, AppError>>,
 }
 
+impl Auth {
+    /// A list of the logged-in user's, fetched again whenever `version` changes. Made in the page's own
+    /// body, outside any `Suspend` (which re-runs as the user settles and would make and fetch it again);
+    /// it waits for the user and asks the server nothing for a visitor.
+    pub fn list_of<T, K, F, Fut>(
+        self,
+        version: impl Fn() -> K + Send + Sync + 'static,
+        fetch: F,
+    ) -> Resource<Result<Vec<T>, AppError>>
+    where
+        T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+        K: PartialEq + Clone + Send + Sync + 'static,
+        F: Fn() -> Fut + Copy + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Vec<T>, AppError>> + Send + 'static,
+    {
+        let user = self.user;
+        Resource::new(version, move |_| async move {
+            match user.await {
+                Ok(Some(_)) => fetch().await,
+                _ => Ok(Vec::new()),
+            }
+        })
+    }
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();

@@ -13,31 +13,13 @@ use leptos_meta::Title;
 #[component]
 pub fn ProfilePage() -> impl IntoView {
     let auth = expect_context::<Auth>();
-    // Made here, once per page, as on the dashboard: the closure below runs again as the user resource
-    // settles, and resources made inside it would be made, and fetched, again each time. They wait for the
-    // user and ask nothing of the server for a visitor.
+    // Made here, once per page, not inside the Suspend below (see `Auth::list_of`).
     let add = ServerAction::<AddKey>::new();
     let delete = ServerAction::<DeleteKey>::new();
-    let keys = Resource::new(
-        move || (add.version().get(), delete.version().get()),
-        move |_| async move {
-            match auth.user.await {
-                Ok(Some(_)) => list_keys().await,
-                _ => Ok(Vec::new()),
-            }
-        },
-    );
+    let keys = auth.list_of(move || (add.version().get(), delete.version().get()), list_keys);
     let create = ServerAction::<CreateToken>::new();
     let revoke = ServerAction::<RevokeToken>::new();
-    let tokens = Resource::new(
-        move || (create.version().get(), revoke.version().get()),
-        move |_| async move {
-            match auth.user.await {
-                Ok(Some(_)) => list_tokens().await,
-                _ => Ok(Vec::new()),
-            }
-        },
-    );
+    let tokens = auth.list_of(move || (create.version().get(), revoke.version().get()), list_tokens);
     view! {
         <Title text="Profile · Portolan"/>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
