@@ -33,7 +33,7 @@ pub fn RegisterPage() -> impl IntoView {
             <h1>"Register"</h1>
             <ActionForm action=auth.register>
                 <label>"Email" <input type="email" name="email" required autocomplete="username"/></label>
-                <label>"Name" <input type="text" name="name" required maxlength="100" autocomplete="name"/></label>
+                <label>"Name" <input type="text" name="name" required maxlength=model::limits::USER_NAME autocomplete="name"/></label>
                 <label>"Password (at least 10 characters)"
                     <input type="password" name="password" required minlength="10" autocomplete="new-password"/>
                 </label>

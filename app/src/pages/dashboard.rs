@@ -108,7 +108,7 @@ fn NewProject(create: ServerAction<CreateProject>) -> impl IntoView {
             <ActionForm action=create>
                 <label>"Name" <input type="text" name="name" required bind:value=name/></label>
                 <p class=move || check().0 data-testid="name-check">{move || check().1}</p>
-                <label>"Description" <textarea name="description" rows="2" maxlength="1000"></textarea></label>
+                <label>"Description" <textarea name="description" rows="2" maxlength=model::limits::PROJECT_DESCRIPTION></textarea></label>
                 <button type="submit">"Create project"</button>
             </ActionForm>
             <ActionError value=create.value()/>
@@ -126,7 +126,7 @@ fn JoinProject(
             <h2>"Join a project"</h2>
             <ActionForm action=join>
                 <label>"Project name" <input type="text" name="project" required/></label>
-                <label>"Message to the leaders" <textarea name="message" rows="2" maxlength="1000"></textarea></label>
+                <label>"Message to the leaders" <textarea name="message" rows="2" maxlength=model::limits::JOIN_MESSAGE></textarea></label>
                 <button type="submit">"Ask to join"</button>
             </ActionForm>
             <ActionError value=join.value()/>

@@ -129,7 +129,7 @@ fn Tokens(
                 }
             />
             <ActionForm action=create>
-                <label>"Name" <input type="text" name="name" required maxlength="100" placeholder="laptop scripts"/></label>
+                <label>"Name" <input type="text" name="name" required maxlength=model::limits::TOKEN_NAME placeholder="laptop scripts"/></label>
                 <label>"Scope"
                     <select name="scope">
                         <option value="read">"read"</option>
