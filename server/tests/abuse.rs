@@ -22,23 +22,9 @@ fn client_from(n: u8) -> Client {
         .unwrap()
 }
 
-async fn login(
-    app: &TestApp,
-    client: &Client,
-    email: &str,
-    password: &str,
-) -> (StatusCode, Option<u64>, Value) {
-    login_at(app.url("/sf/login"), client.clone(), email.to_owned(), password.to_owned()).await
-}
-
-async fn login_at(
-    url: String,
-    client: Client,
-    email: String,
-    password: String,
-) -> (StatusCode, Option<u64>, Value) {
-    let (email, password) = (email.as_str(), password.as_str());
-    let response = client.post(url).form(&[("email", email), ("password", password)]).send().await.unwrap();
+/// Sends `request`: its status, `Retry-After` (seconds) and body.
+async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Option<u64>, Value) {
+    let response = request.send().await.unwrap();
     let status = response.status();
     let retry_after = response
         .headers()
@@ -46,6 +32,19 @@ async fn login_at(
         .map(|v| v.to_str().unwrap().parse::<u64>().expect("Retry-After in seconds"));
     let text = response.text().await.unwrap();
     (status, retry_after, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn login_request(app: &TestApp, client: &Client, email: &str, password: &str) -> reqwest::RequestBuilder {
+    client.post(app.url("/sf/login")).form(&[("email", email), ("password", password)])
+}
+
+async fn login(
+    app: &TestApp,
+    client: &Client,
+    email: &str,
+    password: &str,
+) -> (StatusCode, Option<u64>, Value) {
+    answer(login_request(app, client, email, password)).await
 }
 
 async fn wrong_passwords_lock_the_account_for_every_client(app: TestApp) {
@@ -85,11 +84,7 @@ async fn parallel_guesses_cannot_overtake_the_count(app: TestApp) {
     let _ = app.user("ada@example.org").await;
     let client = client_from(4);
     let guesses: Vec<_> = (0..30)
-        .map(|_| {
-            let guess =
-                login_at(app.url("/sf/login"), client.clone(), "ada@example.org".into(), "a guess".into());
-            tokio::spawn(guess)
-        })
+        .map(|_| tokio::spawn(answer(login_request(&app, &client, "ada@example.org", "a guess"))))
         .collect();
     let mut answers = Vec::new();
     for guess in guesses {
@@ -202,12 +197,8 @@ async fn spelling_variants_share_the_account_count(app: TestApp) {
 }
 
 async fn register(app: &TestApp, client: &Client, email: &str) -> (StatusCode, Option<u64>, Value) {
-    let url = app.url("/sf/register");
     let form = [("email", email), ("name", "Reg"), ("password", PASSWORD)];
-    let response = client.post(url).form(&form).send().await.unwrap();
-    let status = response.status();
-    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
-    (status, retry_after, response.json().await.unwrap_or(Value::Null))
+    answer(client.post(app.url("/sf/register")).form(&form)).await
 }
 
 /// A script making accounts from one address is stopped; another address still registers, and the refused
