@@ -759,37 +759,63 @@ async fn get_nodes_on_ten_thousand_nodes_holds_the_lock_briefly() {
     let (tb, user) = large();
     // 910 hostnames: with the other keys and the return field, within the limit of 1000 values.
     let hosts: Vec<Value> = tb.world.nodes.iter().step_by(11).map(|n| s(&n.hostname)).collect();
-    tb.reset_max_lock_hold();
-    let started = std::time::Instant::now();
-    let all = tb.plcapi("GetNodes", vec![user.clone()]).unwrap();
-    assert_eq!(list(&all).len(), 10_000);
-    let some = tb.plcapi("GetNodes", vec![user.clone(), Value::Array(hosts.clone())]).unwrap();
-    assert_eq!(list(&some).len(), hosts.len());
-    let filter = st(&[("hostname", Value::Array(hosts)), ("-SORT", s("-node_id"))]);
-    let sorted = tb.plcapi("GetNodes", vec![user.clone(), filter, Value::Array(vec![s("node_id")])]).unwrap();
-    assert_eq!(list(&sorted).len(), 910);
-    assert!(int(field(&list(&sorted)[0], "node_id")) > int(field(&list(&sorted)[909], "node_id")));
-    let wild = st(&[("hostname", s("*.edu")), ("boot_state", s("boot"))]);
-    assert!(!list(&tb.plcapi("GetNodes", vec![user, wild]).unwrap()).is_empty());
-    let (took, held) = (started.elapsed(), tb.max_lock_hold());
-    assert!(held < Duration::from_millis(50), "the lock was held for {held:?} (the calls took {took:?})");
+    let calls = || {
+        let all = tb.plcapi("GetNodes", vec![user.clone()]).unwrap();
+        assert_eq!(list(&all).len(), 10_000);
+        let some = tb.plcapi("GetNodes", vec![user.clone(), Value::Array(hosts.clone())]).unwrap();
+        assert_eq!(list(&some).len(), hosts.len());
+        let filter = st(&[("hostname", Value::Array(hosts.clone())), ("-SORT", s("-node_id"))]);
+        let sorted =
+            tb.plcapi("GetNodes", vec![user.clone(), filter, Value::Array(vec![s("node_id")])]).unwrap();
+        assert_eq!(list(&sorted).len(), 910);
+        assert!(int(field(&list(&sorted)[0], "node_id")) > int(field(&list(&sorted)[909], "node_id")));
+        let wild = st(&[("hostname", s("*.edu")), ("boot_state", s("boot"))]);
+        assert!(!list(&tb.plcapi("GetNodes", vec![user.clone(), wild]).unwrap()).is_empty());
+    };
+    // The holds are brief, but a loaded machine may preempt the holder in one of them: the best of three
+    // attempts must stay under the bound. Building the rows under the lock (hundreds of milliseconds each
+    // time) fails every attempt.
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        tb.reset_max_lock_hold();
+        let started = std::time::Instant::now();
+        calls();
+        attempts.push((tb.max_lock_hold(), started.elapsed()));
+        if attempts.last().unwrap().0 < Duration::from_millis(50) {
+            return;
+        }
+    }
+    panic!("the lock was held too long in every attempt (longest hold, the calls' time): {attempts:?}");
+}
+
+/// How long the calling thread has waited, runnable, for a CPU so far (Linux's schedstat; zero where it is not
+/// available): time the machine's load took from it, rather than time it worked or was blocked.
+fn run_queue_wait() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split_whitespace().nth(1)?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
 /// The largest gap between the ticks of a 5 ms interval on this runtime while `work` runs: how long the
-/// runtime's (single) worker was kept from other tasks.
+/// runtime's (single) worker was kept from other tasks by its tasks (the time it spent runnable but waiting for
+/// a CPU, on a loaded machine, is left out).
 async fn worst_stall(work: impl Future<Output = ()>) -> Duration {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let ticker = tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_millis(5));
-        let mut last = std::time::Instant::now();
+        let mut last = (std::time::Instant::now(), run_queue_wait());
+        let gap = |(at, waited): (std::time::Instant, Duration)| {
+            at.elapsed().saturating_sub(run_queue_wait().saturating_sub(waited))
+        };
         let mut worst = Duration::ZERO;
         loop {
             tokio::select! {
                 _ = interval.tick() => {
-                    worst = worst.max(last.elapsed());
-                    last = std::time::Instant::now();
+                    worst = worst.max(gap(last));
+                    last = (std::time::Instant::now(), run_queue_wait());
                 }
-                _ = &mut stopped => return worst.max(last.elapsed()),
+                _ = &mut stopped => return worst.max(gap(last)),
             }
         }
     });
@@ -810,7 +836,7 @@ async fn elsewhere<F: Future<Output = ()>>(client: impl FnOnce() -> F + Send + '
 
 /// The worst stall the test below allows. Run on the async worker, one `GetNodes` of 10,000 nodes stalled it
 /// for about 1 s and eight sensor feeds for about 2 s (debug build); off it, what remains is the sending of
-/// the answers (eight feeds are 190 MB) and the scheduling noise of two cores shared with other tests.
+/// the answers (eight feeds are 190 MB) and scheduling noise (waits for a CPU are not counted).
 const MAX_STALL: Duration = Duration::from_millis(400);
 
 /// Heavy calls run on the blocking pool: a `GetNodes` of 10,000 nodes (hundreds of milliseconds) and eight
