@@ -186,17 +186,44 @@ impl Profile {
     /// finite and ≥ 0 (and bounded, so that no duration overflows when it is slept), ranges are ordered.
     pub fn validate(&self) -> Result<(), String> {
         let (i, nm, c, l, a) = (&self.instantiation, &self.node_manager, &self.churn, &self.lease, &self.api);
-        for (name, p) in [
-            ("instantiation.fail_probability", i.fail_probability),
-            ("node_manager.create_fail_probability", nm.create_fail_probability),
-            ("churn.initially_down", c.initially_down),
-            ("lease.skew_probability", l.skew_probability),
-            ("api.fault_probability", a.fault_probability),
-            ("api.http_5xx_probability", a.http_5xx_probability),
-            ("api.timeout_probability", a.timeout_probability),
-        ] {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(format!("{name} must be a probability from 0 to 1, not {p}"));
+        // Each knob's allowed values (a range never holds NaN; a bounded one never holds infinity) and how
+        // they are described.
+        let probability = || (0.0..=1.0, "a probability from 0 to 1".to_owned());
+        let duration = || (0.0..=MAX_DURATION, format!("a finite number ≥ 0 (at most {MAX_DURATION})"));
+        let rate = || (0.0..=f64::MAX, "a finite rate ≥ 0 per hour".to_owned());
+        let positive =
+            |most: f64| (f64::MIN_POSITIVE..=most, format!("a finite number > 0 (at most {most})"));
+        // Churn is applied step by step under the state lock: a tiny step would make every call loop.
+        let step = (
+            MIN_CHURN_STEP_S..=MAX_DURATION,
+            format!("a finite number of seconds from {MIN_CHURN_STEP_S} to {MAX_DURATION}"),
+        );
+        let knobs = [
+            ("instantiation.fail_probability", i.fail_probability, probability()),
+            ("node_manager.create_fail_probability", nm.create_fail_probability, probability()),
+            ("churn.initially_down", c.initially_down, probability()),
+            ("lease.skew_probability", l.skew_probability, probability()),
+            ("api.fault_probability", a.fault_probability, probability()),
+            ("api.http_5xx_probability", a.http_5xx_probability, probability()),
+            ("api.timeout_probability", a.timeout_probability, probability()),
+            ("instantiation.max_s", i.max_s, duration()),
+            ("node_manager.create_min_s", nm.create_min_s, duration()),
+            ("node_manager.create_max_s", nm.create_max_s, duration()),
+            ("lease.skew_max_hours", l.skew_max_hours, duration()),
+            ("api.timeout_delay_s", a.timeout_delay_s, duration()),
+            ("api.switch_after_s", a.switch_after_s, duration()),
+            ("churn.down_per_hour", c.down_per_hour, rate()),
+            ("churn.up_per_hour", c.up_per_hour, rate()),
+            ("churn.leave_per_hour", c.leave_per_hour, rate()),
+            ("churn.join_per_hour", c.join_per_hour, rate()),
+            ("churn.identity_change_per_hour", c.identity_change_per_hour, rate()),
+            ("instantiation.median_s", i.median_s, positive(MAX_DURATION)),
+            ("instantiation.sigma", i.sigma, positive(10.0)),
+            ("churn.step_s", c.step_s, step),
+        ];
+        for (name, value, (allowed, what)) in knobs {
+            if !allowed.contains(&value) {
+                return Err(format!("{name} must be {what}, not {value}"));
             }
         }
         let api_total = a.fault_probability + a.http_5xx_probability + a.timeout_probability;
@@ -206,52 +233,10 @@ impl Profile {
                  not {api_total}"
             ));
         }
-        for (name, d) in [
-            ("instantiation.max_s", i.max_s),
-            ("node_manager.create_min_s", nm.create_min_s),
-            ("node_manager.create_max_s", nm.create_max_s),
-            ("lease.skew_max_hours", l.skew_max_hours),
-            ("api.timeout_delay_s", a.timeout_delay_s),
-            ("api.switch_after_s", a.switch_after_s),
-        ] {
-            if !(d.is_finite() && (0.0..=MAX_DURATION).contains(&d)) {
-                return Err(format!("{name} must be a finite number ≥ 0 (at most {MAX_DURATION}), not {d}"));
-            }
-        }
-        for (name, rate) in [
-            ("churn.down_per_hour", c.down_per_hour),
-            ("churn.up_per_hour", c.up_per_hour),
-            ("churn.leave_per_hour", c.leave_per_hour),
-            ("churn.join_per_hour", c.join_per_hour),
-            ("churn.identity_change_per_hour", c.identity_change_per_hour),
-        ] {
-            if !(rate.is_finite() && rate >= 0.0) {
-                return Err(format!("{name} must be a finite rate ≥ 0 per hour, not {rate}"));
-            }
-        }
-        if !(i.median_s.is_finite() && i.median_s > 0.0 && i.median_s <= MAX_DURATION) {
-            return Err(format!(
-                "instantiation.median_s must be a finite number > 0 (at most {MAX_DURATION}), not {}",
-                i.median_s
-            ));
-        }
-        if !(i.sigma.is_finite() && i.sigma > 0.0 && i.sigma <= 10.0) {
-            return Err(format!(
-                "instantiation.sigma must be a finite number > 0 (at most 10), not {}",
-                i.sigma
-            ));
-        }
         if nm.create_min_s > nm.create_max_s {
             return Err(format!(
                 "node_manager.create_min_s ({}) must not exceed node_manager.create_max_s ({})",
                 nm.create_min_s, nm.create_max_s
-            ));
-        }
-        // Churn is applied step by step under the state lock: a tiny step would make every call loop.
-        if !(c.step_s.is_finite() && (MIN_CHURN_STEP_S..=MAX_DURATION).contains(&c.step_s)) {
-            return Err(format!(
-                "churn.step_s must be a finite number of seconds from {MIN_CHURN_STEP_S} to {MAX_DURATION}, not {}",
-                c.step_s
             ));
         }
         if self.world.nodes > MAX_WORLD_NODES {
