@@ -109,6 +109,17 @@ struct Budget {
     patterns: usize,
 }
 
+/// At most [`MAX_TEXT`] bytes.
+fn short(text: &str) -> PlcResult<()> {
+    if text.len() > MAX_TEXT {
+        return Err(Fault::invalid(format!(
+            "a filter's strings may be at most {MAX_TEXT} bytes long, not {}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
 impl Budget {
     fn value(&mut self) -> PlcResult<()> {
         self.values += 1;
@@ -120,13 +131,9 @@ impl Budget {
         Ok(())
     }
 
-    fn text<'a>(&mut self, text: &'a str) -> PlcResult<&'a str> {
-        if text.len() > MAX_TEXT {
-            return Err(Fault::invalid(format!(
-                "a filter's strings may be at most {MAX_TEXT} bytes long, not {}",
-                text.len()
-            )));
-        }
+    /// A string that may be a wildcard pattern.
+    fn text(&mut self, text: &str) -> PlcResult<()> {
+        short(text)?;
         if text.contains('*') {
             self.patterns += 1;
             if self.patterns > MAX_PATTERNS {
@@ -135,7 +142,7 @@ impl Budget {
                 )));
             }
         }
-        Ok(text)
+        Ok(())
     }
 
     fn scalar(&mut self, v: &Value) -> PlcResult<()> {
@@ -333,11 +340,8 @@ fn bare_ids(items: &[Value], budget: &mut Budget) -> PlcResult<(HashSet<i32>, Ha
                 ids.insert(*id);
             }
             Value::String(name) => {
-                if name.len() > MAX_TEXT {
-                    return Err(Fault::invalid(format!(
-                        "a filter's strings may be at most {MAX_TEXT} bytes long"
-                    )));
-                }
+                // A bare name is matched exactly, never as a pattern.
+                short(name)?;
                 names.insert(name.clone());
             }
             _ => return Err(Fault::invalid("a filter list holds ids (int) and names (string) only")),
