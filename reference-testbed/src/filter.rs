@@ -405,10 +405,10 @@ fn count(value: &Value, what: &str) -> PlcResult<usize> {
     }
 }
 
+/// Whether `have` passes `op` against a single `want` (lists are compiled into [`AnyOf`]).
 fn test(have: Option<&Value>, op: Op, want: &Value) -> bool {
     let have = have.unwrap_or(&Value::Nil);
     match (op, want) {
-        (Op::Eq, Value::Array(options)) => options.iter().any(|w| test(Some(have), Op::Eq, w)),
         (Op::Eq, Value::String(pattern)) if pattern.contains('*') => match have {
             Value::String(s) => wildcard(pattern, s),
             _ => false,
