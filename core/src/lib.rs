@@ -7,7 +7,8 @@
 //! - services per domain, each taking the authenticated [`auth::Caller`]: [`accounts`], [`projects`],
 //!   [`keys`], [`tokens`]; [`audit`] records what they change in the same transaction;
 //! - [`mapper`]: places a topology on nodes (MILP);
-//! - [`testbed`]: the portal's side of the testbed;
+//! - [`nodes`]: sites, nodes and paths as discovery reads them, node identity, admission, the mapper's world;
+//! - [`testbed`]: the portal's side of the testbed: one trait, its PLCAPI client, error classification;
 //! - [`clock`]: the portal's time (real, scaled, or driven by hand in tests);
 //! - [`supervisor`]: runs the background loops, restarting them when they fail;
 //! - [`blocking`]: CPU-heavy work (password hashing, mapping) off the async workers.
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod db;
 pub mod keys;
 pub mod mapper;
+pub mod nodes;
 pub mod projects;
 pub mod state;
 pub mod supervisor;

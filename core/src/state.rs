@@ -12,7 +12,7 @@ pub struct AppState {
     pub clock: Clock,
     /// The testbed the portal talks to (the embedded reference testbed, or a configured PLCAPI). `None`
     /// where no testbed is needed (the `admin` commands, some tests).
-    pub testbed: Option<Arc<testbed::Endpoint>>,
+    pub testbed: Option<Arc<dyn testbed::Testbed>>,
     pub settings: Arc<Settings>,
 }
 

@@ -1,7 +1,7 @@
 //! Portolan's schema, one migration per step, run at start (`portolan serve`) or by `portolan migrate`.
 //!
-//! Table names are plural nouns of the domain. Later issues add sites, nodes, experiments, slices and slivers
-//! in migrations of their own; nothing here presumes their shape.
+//! Table names are plural nouns of the domain. Later issues add experiments, slices and slivers in migrations of
+//! their own; nothing here presumes their shape.
 
 pub use sea_orm_migration::prelude::*;
 
@@ -9,6 +9,7 @@ mod m20261125_000001_accounts;
 mod m20261201_000001_integrity;
 mod m20261201_000002_reconcile;
 mod m20261201_000003_login_throttle;
+mod m20261202_000001_nodes;
 
 /// An index on `cols` of `table`, unique or not: every migration's index statement.
 fn index(table: &'static str, name: &str, cols: &[&'static str], unique: bool) -> IndexCreateStatement {
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_integrity::Migration),
             Box::new(m20261201_000002_reconcile::Migration),
             Box::new(m20261201_000003_login_throttle::Migration),
+            Box::new(m20261202_000001_nodes::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod error;
 pub mod keys;
 pub mod limits;
+pub mod nodes;
 pub mod projects;
 pub mod tokens;
 pub mod topology;

@@ -31,19 +31,23 @@ pub struct CandidateNode {
     /// The site's login base, e.g. `princeton`.
     pub site: String,
     pub link_class: LinkClass,
-    /// Load average (the testbed's 5-minute figure).
-    pub load: f64,
-    /// Free memory in MB.
-    pub memory_free_mb: f64,
-    /// Free disk as a percentage of the disk (0–100).
-    pub disk_free_pct: f64,
+    /// Load average (the testbed's 5-minute figure); `null` (or absent) when unknown.
+    #[serde(default)]
+    pub load: Option<f64>,
+    /// Free memory in MB; `null` when unknown.
+    #[serde(default)]
+    pub memory_free_mb: Option<f64>,
+    /// Free disk as a percentage of the disk (0–100); `null` when unknown.
+    #[serde(default)]
+    pub disk_free_pct: Option<f64>,
     /// Fraction of recent sliver set-ups on this node that came up end to end (0–1; 1 for an untried node).
     pub reliability: f64,
     /// Set-ups that failed on this node recently (for instance in the experiment's previous attempt).
     #[serde(default)]
     pub recent_failures: u32,
-    /// Seconds since the node's metrics were last reported.
-    pub metric_age_s: f64,
+    /// Seconds since the node's metrics were last reported; `null` when none ever were.
+    #[serde(default)]
+    pub metric_age_s: Option<f64>,
 }
 
 /// A measured path between two nodes. Paths are symmetric: one entry serves both directions.
@@ -116,11 +120,15 @@ impl CandidateNode {
             return Err(AppError::invalid(&field("site"), format!("node {}: empty site", self.hostname)));
         }
         let what = format!("node {}", self.hostname);
-        check(self.load, 0.0, 1e6, &field("load"), &what)?;
-        check(self.memory_free_mb, 0.0, 1e12, &field("memory_free_mb"), &what)?;
-        check(self.disk_free_pct, 0.0, 100.0, &field("disk_free_pct"), &what)?;
+        let known = |value: Option<f64>, low, high, name: &str| match value {
+            Some(v) => check(v, low, high, &field(name), &what),
+            None => Ok(()),
+        };
+        known(self.load, 0.0, 1e6, "load")?;
+        known(self.memory_free_mb, 0.0, 1e12, "memory_free_mb")?;
+        known(self.disk_free_pct, 0.0, 100.0, "disk_free_pct")?;
         check(self.reliability, 0.0, 1.0, &field("reliability"), &what)?;
-        check(self.metric_age_s, 0.0, 1e12, &field("metric_age_s"), &what)
+        known(self.metric_age_s, 0.0, 1e12, "metric_age_s")
     }
 }
 

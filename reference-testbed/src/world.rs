@@ -288,12 +288,12 @@ impl World {
                     hostname: n.hostname.clone(),
                     site: self.sites[n.site].login_base.clone(),
                     link_class: n.link_class,
-                    load: load.load,
-                    memory_free_mb: f64::from(n.memory_mb) * (1.0 - load.memory_used),
-                    disk_free_pct: load.disk_free * 100.0,
+                    load: Some(load.load),
+                    memory_free_mb: Some(f64::from(n.memory_mb) * (1.0 - load.memory_used)),
+                    disk_free_pct: Some(load.disk_free * 100.0),
                     reliability: 1.0,
                     recent_failures: 0,
-                    metric_age_s: 300.0 * random::unit(self.seed, "metric-age", &[n.index as u64]),
+                    metric_age_s: Some(300.0 * random::unit(self.seed, "metric-age", &[n.index as u64])),
                 }
             })
             .collect();

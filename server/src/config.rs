@@ -18,6 +18,11 @@
 //! | `testbed_profile` | `PORTOLAN_TESTBED_PROFILE` | `mild` | its profile: `mild`, `paper`, `harsh` or a TOML file |
 //! | `testbed_seed` | `PORTOLAN_TESTBED_SEED` | `1` | its seed |
 //! | `testbed_time_scale` | `PORTOLAN_TESTBED_TIME_SCALE` | `1` | testbed seconds per real second |
+//! | `testbed_user` | `PORTOLAN_TESTBED_USER` | none | the portal's account at the testbed of `testbed_url` (an e-mail address; the embedded testbed makes its own) |
+//! | `testbed_password` | `PORTOLAN_TESTBED_PASSWORD` | none | its password (never logged) |
+//! | `testbed_timeout_s` | `PORTOLAN_TESTBED_TIMEOUT_S` | `30` | one attempt of a testbed call; retryable failures are retried for up to 4× this |
+//! | `discovery_nodes_s` | `PORTOLAN_DISCOVERY_NODES_S` | `300` | seconds between readings of the testbed's sites and nodes (10 to 86400) |
+//! | `discovery_paths_s` | `PORTOLAN_DISCOVERY_PATHS_S` | `900` | seconds between readings of the sensor's path feed (10 to 86400) |
 //! | `header_timeout_s` | `PORTOLAN_HEADER_TIMEOUT_S` | `10` | a connection that has not sent a request's whole head (request line and headers) this many seconds after it opened, or after its last answer (an idle keep-alive connection), is closed; fractions allowed (0 < s ≤ 3600) |
 //! | `body_timeout_s` | `PORTOLAN_BODY_TIMEOUT_S` | `30` | a request's whole body must have arrived this many seconds after its head, however steadily it trickles in, else the request is answered 400 (JSON) and its connection closed; fractions allowed (0 < s ≤ 3600) |
 //! | `max_in_flight` | `PORTOLAN_MAX_IN_FLIGHT` | `512` | requests handled at once; beyond it a request is answered 503 (JSON) at once instead of queueing |
@@ -51,6 +56,11 @@ pub struct Config {
     pub testbed_profile: String,
     pub testbed_seed: u64,
     pub testbed_time_scale: f64,
+    pub testbed_user: Option<String>,
+    pub testbed_password: Option<Secret>,
+    pub testbed_timeout_s: f64,
+    pub discovery_nodes_s: f64,
+    pub discovery_paths_s: f64,
     pub header_timeout_s: f64,
     pub body_timeout_s: f64,
     pub max_in_flight: usize,
@@ -74,11 +84,27 @@ impl Default for Config {
             testbed_profile: "mild".to_owned(),
             testbed_seed: 1,
             testbed_time_scale: 1.0,
+            testbed_user: None,
+            testbed_password: None,
+            testbed_timeout_s: 30.0,
+            discovery_nodes_s: 300.0,
+            discovery_paths_s: 900.0,
             header_timeout_s: 10.0,
             body_timeout_s: 30.0,
             max_in_flight: 512,
             trusted_proxies: Vec::new(),
         }
+    }
+}
+
+/// A setting that must never reach a log: `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
     }
 }
 
@@ -148,6 +174,24 @@ impl Config {
             });
         }
         http_url(&self.testbed_url, "testbed_url (PORTOLAN_TESTBED_URL)")?;
+        if self.testbed_url.is_some() && (self.testbed_user.is_none() || self.testbed_password.is_none()) {
+            return Err(ConfigError::Invalid {
+                setting: "testbed_user and testbed_password (PORTOLAN_TESTBED_USER, PORTOLAN_TESTBED_PASSWORD)",
+                why: "a testbed URL needs the portal's account there".to_owned(),
+            });
+        }
+        seconds(self.testbed_timeout_s, "testbed_timeout_s (PORTOLAN_TESTBED_TIMEOUT_S)")?;
+        for (value, setting) in [
+            (self.discovery_nodes_s, "discovery_nodes_s (PORTOLAN_DISCOVERY_NODES_S)"),
+            (self.discovery_paths_s, "discovery_paths_s (PORTOLAN_DISCOVERY_PATHS_S)"),
+        ] {
+            if !(10.0..=86_400.0).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    why: format!("must be from 10 to 86400 seconds, not {value}"),
+                });
+            }
+        }
         seconds(self.header_timeout_s, "header_timeout_s (PORTOLAN_HEADER_TIMEOUT_S)")?;
         seconds(self.body_timeout_s, "body_timeout_s (PORTOLAN_BODY_TIMEOUT_S)")?;
         if self.max_in_flight == 0 {

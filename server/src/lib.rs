@@ -10,9 +10,10 @@ use chrono::TimeDelta;
 use config::Config;
 use portolan_core::{
     db,
+    nodes::discovery::{Discovery, Schedule, Task},
     state::{AppState, Settings},
     supervisor::Supervisor,
-    testbed::Endpoint,
+    testbed::{Endpoint, Testbed, plc},
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -49,9 +50,13 @@ pub fn redact(url: &str) -> String {
 
 /// The portal's shared state: the database, the real clock, the testbed (if one is known) and the settings
 /// the services need.
-pub fn app_state(config: &Config, db: sea_orm::DatabaseConnection, testbed: Option<Endpoint>) -> AppState {
+pub fn app_state(
+    config: &Config,
+    db: sea_orm::DatabaseConnection,
+    testbed: Option<Arc<dyn Testbed>>,
+) -> AppState {
     AppState {
-        testbed: testbed.map(Arc::new),
+        testbed,
         settings: Arc::new(Settings { public_url: config.public_url.clone() }),
         ..AppState::new(db)
     }
@@ -74,7 +79,7 @@ pub async fn serve_state(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let supervisor = background(&state);
+    let supervisor = background(&state, config);
     let app = web::router(state, config);
     let served = web::serve(listener, app, config.header_timeout(), shutdown).await;
     // The loops stop after the last request is answered (or at once, if serving failed).
@@ -87,14 +92,48 @@ pub async fn serve_state(
 pub const SESSION_EXPIRY_PERIOD: TimeDelta = TimeDelta::hours(1);
 
 /// Starts the portal's background loops under one supervisor, on the state's clock.
-pub fn background(state: &AppState) -> Supervisor {
+pub fn background(state: &AppState, config: &Config) -> Supervisor {
     let mut supervisor = Supervisor::new(state.clock.clone());
     let store = db::session_store::DbSessionStore::new(state.db.clone());
     supervisor.every("session-expiry", SESSION_EXPIRY_PERIOD, move || {
         let store = store.clone();
         async move { store.delete_expired().await }
     });
+    if let Some(testbed) = &state.testbed {
+        let discovery =
+            Discovery::new(state.db.clone(), state.clock.clone(), testbed.clone(), schedule(config));
+        for task in [Task::Nodes, Task::Paths] {
+            let discovery = discovery.clone();
+            // The pass claims its task only when due (the schedule lives in the database, shared by every
+            // `serve` process); the loop merely looks often enough to start within seconds of that.
+            supervisor.every(task.loop_name(), DISCOVERY_POLL, move || {
+                let discovery = discovery.clone();
+                async move { discovery.pass(task).await.map(|_| ()) }
+            });
+        }
+    }
     supervisor
+}
+
+/// How often each discovery loop looks whether its task is due.
+pub const DISCOVERY_POLL: TimeDelta = TimeDelta::seconds(5);
+
+/// Discovery's schedule from the configuration.
+pub fn schedule(config: &Config) -> Schedule {
+    let secs = |s: f64| TimeDelta::milliseconds((s * 1000.0) as i64);
+    Schedule {
+        nodes_every: secs(config.discovery_nodes_s),
+        paths_every: secs(config.discovery_paths_s),
+        ..Schedule::default()
+    }
+}
+
+/// The portal's PLCAPI client for `endpoint`, with the configured timeouts.
+pub fn testbed_client(config: &Config, endpoint: Endpoint) -> anyhow::Result<Arc<dyn Testbed>> {
+    let timeout = std::time::Duration::from_secs_f64(config.testbed_timeout_s);
+    let settings =
+        plc::Settings { request_timeout: timeout, deadline: timeout * 4, ..plc::Settings::default() };
+    Ok(Arc::new(plc::Plc::new(endpoint, settings).map_err(anyhow::Error::msg)?))
 }
 
 #[cfg(test)]

@@ -106,16 +106,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let db = open_database(&config).await?;
     // Kept alive for the portal's lifetime; its address and admin account are the portal's testbed.
     let testbed = server::commands::embedded_testbed(&config).await?;
-    let endpoint = testbed.as_ref().map(|tb| portolan_core::testbed::Endpoint {
-        url: tb.url.clone(),
-        username: tb.admin.0.clone(),
-        password: tb.admin.1.clone(),
-    });
-    if let Some(url) = &config.testbed_url {
-        // Credentials for an outside testbed come with discovery (the next issue); nothing calls it yet.
-        tracing::info!(%url, "PORTOLAN_TESTBED_URL is set: the embedded testbed is not started");
-    }
-    let state = server::app_state(&config, db, endpoint);
+    let endpoint = match (&testbed, &config.testbed_url) {
+        (Some(tb), _) => Some(portolan_core::testbed::Endpoint {
+            url: tb.url.clone(),
+            username: tb.admin.0.clone(),
+            password: tb.admin.1.clone(),
+        }),
+        (None, Some(url)) => {
+            tracing::info!(%url, "PORTOLAN_TESTBED_URL is set: the embedded testbed is not started");
+            Some(portolan_core::testbed::Endpoint {
+                url: url.clone(),
+                username: config.testbed_user.clone().unwrap_or_default(),
+                password: config.testbed_password.clone().map(|s| s.0).unwrap_or_default(),
+            })
+        }
+        (None, None) => None,
+    };
+    let client = endpoint.map(|e| server::testbed_client(&config, e)).transpose()?;
+    let state = server::app_state(&config, db, client);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (PORTOLAN_LISTEN)", config.listen))?;

@@ -236,6 +236,197 @@ pub mod audit {
     no_relations!();
 }
 
+/// `nodes.pool`: where a node stands in the portal's eyes (see README, "Nodes and discovery").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, serde::Serialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum NodePool {
+    /// Discovered, no end-to-end test passed yet.
+    #[sea_orm(string_value = "new")]
+    New,
+    /// Passed an end-to-end test: allocatable.
+    #[sea_orm(string_value = "free")]
+    Free,
+    /// Listed but not answering (not booted), or failed set-up: re-tested later.
+    #[sea_orm(string_value = "down")]
+    Down,
+    /// The testbed no longer lists it (or it was replaced after a role change).
+    #[sea_orm(string_value = "gone")]
+    Gone,
+    /// Its identity is ambiguous: out of allocation until an operator decides.
+    #[sea_orm(string_value = "held")]
+    Held,
+}
+
+impl NodePool {
+    pub const ALL: [NodePool; 5] =
+        [NodePool::New, NodePool::Free, NodePool::Down, NodePool::Gone, NodePool::Held];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodePool::New => "new",
+            NodePool::Free => "free",
+            NodePool::Down => "down",
+            NodePool::Gone => "gone",
+            NodePool::Held => "held",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+pub mod site {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sites")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub testbed_id: i32,
+        #[sea_orm(unique)]
+        pub login_base: String,
+        pub name: String,
+        pub enabled: bool,
+        pub max_slices: Option<i32>,
+        pub latitude: Option<f64>,
+        pub longitude: Option<f64>,
+        pub present: bool,
+        pub first_seen: DateTimeUtc,
+        pub last_seen: DateTimeUtc,
+        pub gone_at: Option<DateTimeUtc>,
+    }
+    no_relations!();
+}
+
+pub mod node {
+    use super::NodePool;
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "nodes")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub testbed_id: Option<i32>,
+        pub hostname: String,
+        pub ip: Option<String>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub host_key: Option<String>,
+        pub site_id: i32,
+        pub link_class: String,
+        pub country: Option<String>,
+        pub boot_state: String,
+        pub last_contact: Option<DateTimeUtc>,
+        #[sea_orm(column_type = "Text")]
+        pub tags: String,
+        pub cpu_cores: Option<i32>,
+        pub memory_mb: Option<i32>,
+        pub disk_gb: Option<i32>,
+        pub pool: NodePool,
+        pub load: Option<f64>,
+        pub memory_free_mb: Option<f64>,
+        pub disk_free_pct: Option<f64>,
+        pub metrics_at: Option<DateTimeUtc>,
+        pub reliability: f64,
+        pub recent_failures: i32,
+        pub first_seen: DateTimeUtc,
+        pub last_seen: DateTimeUtc,
+        pub gone_at: Option<DateTimeUtc>,
+        pub due_at: Option<DateTimeUtc>,
+        pub lease_owner: Option<String>,
+        pub lease_until: Option<DateTimeUtc>,
+        pub updated_at: DateTimeUtc,
+    }
+    no_relations!();
+}
+
+pub mod node_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "node_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub node_id: i64,
+        pub at: DateTimeUtc,
+        pub kind: String,
+        pub score: Option<i32>,
+        #[sea_orm(column_type = "Text")]
+        pub old: String,
+        #[sea_orm(column_type = "Text")]
+        pub new: String,
+        #[sea_orm(column_type = "Text")]
+        pub detail: String,
+    }
+    no_relations!();
+}
+
+pub mod identity_decision {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "identity_decisions")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub node_id: i64,
+        #[sea_orm(column_type = "Text")]
+        pub candidates: String,
+        #[sea_orm(column_type = "Text")]
+        pub reason: String,
+        pub created_at: DateTimeUtc,
+        pub decided_at: Option<DateTimeUtc>,
+        pub decision: Option<String>,
+        pub decided_by: Option<i32>,
+    }
+    no_relations!();
+}
+
+pub mod discovery_run {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "discovery_runs")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub kind: String,
+        pub started_at: DateTimeUtc,
+        pub duration_ms: i64,
+        pub ok: bool,
+        #[sea_orm(column_type = "Text")]
+        pub counts: String,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub error: Option<String>,
+    }
+    no_relations!();
+}
+
+pub mod admission_threshold {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "admission_thresholds")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        pub max_load: Option<f64>,
+        pub min_disk_free_pct: Option<f64>,
+        pub min_memory_free_mb: Option<f64>,
+        pub max_metric_age_s: Option<f64>,
+        pub max_path_age_s: Option<f64>,
+        pub exclude_after_failures: i32,
+        pub allow_untested: bool,
+        pub updated_at: Option<DateTimeUtc>,
+        pub updated_by: Option<i32>,
+    }
+    no_relations!();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

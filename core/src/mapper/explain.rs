@@ -208,9 +208,12 @@ pub fn nearest_miss(prep: &Prepared, link: &VirtualLink, u: usize, v: usize) -> 
             format!("{head}: closest is {} between {hp} and {hq}", got.join(", "))
         }
         None => format!(
-            "{head}: no measured path (fresher than {} s) between the {} candidate nodes of {} and the {} of {}; \
+            "{head}: no measured path{} between the {} candidate nodes of {} and the {} of {}; \
              unmeasured paths are never assumed good",
-            prep.policy.admission.max_path_age_s,
+            prep.policy
+                .admission
+                .max_path_age_s
+                .map_or_else(String::new, |s| format!(" (fresher than {s} s)")),
             prep.singles[u].cands.len(),
             link.a,
             prep.singles[v].cands.len(),

@@ -100,7 +100,7 @@ impl<'a> Prepared<'a> {
         let index: HashMap<u64, usize> = world.nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
         let mut adj = vec![Vec::new(); world.nodes.len()];
         for (k, path) in world.paths.iter().enumerate() {
-            if path.age_s <= admission.max_path_age_s {
+            if admission.path_fresh(path.age_s) {
                 let (a, b) = (index[&path.a], index[&path.b]);
                 adj[a].push((b, k));
                 adj[b].push((a, k));

@@ -14,12 +14,12 @@ fn cand(id: u64, host: &str, site: &str, class: LinkClass, load: f64) -> Candida
         hostname: host.into(),
         site: site.into(),
         link_class: class,
-        load,
-        memory_free_mb: 1024.0,
-        disk_free_pct: 50.0,
+        load: Some(load),
+        memory_free_mb: Some(1024.0),
+        disk_free_pct: Some(50.0),
         reliability: 1.0,
         recent_failures: 0,
-        metric_age_s: 60.0,
+        metric_age_s: Some(60.0),
     }
 }
 
@@ -30,7 +30,7 @@ fn path(a: u64, b: u64, latency_ms: f64) -> MeasuredPath {
 /// Six nodes at five sites; c2 is overloaded, d1's metrics are stale, e1 has no measured paths.
 fn world() -> MapWorld {
     let mut d1 = cand(6, "d1.x", "delta", LinkClass::International, 0.3);
-    d1.metric_age_s = 2_000.0;
+    d1.metric_age_s = Some(2_000.0);
     MapWorld {
         nodes: vec![
             cand(1, "a1.x", "alpha", LinkClass::Internet2, 0.5),
@@ -477,7 +477,7 @@ fn rejects_bad_input_naming_the_field() {
         Some("time_limit")
     );
     let mut policy = Policy::default();
-    policy.admission.max_load = -1.0;
+    policy.admission.max_load = Some(-1.0);
     assert_eq!(map(&world(), &one, &policy, 1.0).unwrap_err().field.as_deref(), Some("admission.max_load"));
 }
 
@@ -565,8 +565,7 @@ fn violations(world: &MapWorld, t: &Topology, policy: &Policy, answer: &Answer) 
     for (vn, placed) in t.nodes.iter().zip(&answer.placement) {
         let n = node(placed.node_id);
         let a = &policy.admission;
-        if n.load > a.max_load || n.disk_free_pct < a.min_disk_free_pct || n.metric_age_s > a.max_metric_age_s
-        {
+        if a.check(n).is_some() {
             bad.push(format!("{} not admitted", n.hostname));
         }
         if !vn.node_type.admits(n.link_class, &n.site) {
@@ -590,7 +589,7 @@ fn violations(world: &MapWorld, t: &Topology, policy: &Policy, answer: &Answer) 
             .paths
             .iter()
             .find(|m| (m.a, m.b) == (p, q) || (m.a, m.b) == (q, p))
-            .filter(|m| m.age_s <= policy.admission.max_path_age_s);
+            .filter(|m| policy.admission.path_fresh(m.age_s));
         match measured {
             None => bad.push(format!("link {}–{} unmeasured", link.a, link.b)),
             Some(m) if !prepare::within(link, m) => {
@@ -646,7 +645,7 @@ fn arb_world() -> impl Strategy<Value = MapWorld> {
                     );
                     c.reliability = rel;
                     c.recent_failures = fails;
-                    c.metric_age_s = if fresh { 10.0 } else { 5_000.0 };
+                    c.metric_age_s = Some(if fresh { 10.0 } else { 5_000.0 });
                     c
                 })
                 .collect();

@@ -1,0 +1,200 @@
+//! The sensor's path measurements: the latest value per unordered pair of nodes, keyed by Portolan's node ids.
+//!
+//! The feed names nodes by hostname; each reading is mapped to node ids through the nodes as discovery last
+//! stored them, so a path follows its node through identity changes (a renamed node's paths stay its own).
+//! A pair is written only when its measurement is new (another `measured_at`), so reading the same round of
+//! the feed twice writes nothing. Pairs the sensor stops reporting keep their last measurement and its time:
+//! they age, and past the admission's `max_path_age_s` they are unmeasured to the mapper, which never
+//! assumes an unmeasured path is good.
+
+use crate::db::entity::{NodePool, node};
+use crate::error::AppResult;
+use crate::testbed::PathRecord;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, OnConflict, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Statement, TransactionSession,
+    TransactionTrait,
+};
+use std::collections::HashMap;
+
+/// Rows per insert statement (7 values each: under SQLite's 32,766 and PostgreSQL's 65,535 parameters).
+const CHUNK: usize = 4000;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PathReport {
+    /// Pairs in the feed.
+    pub read: u32,
+    /// Pairs written (new, or measured again).
+    pub written: u32,
+    /// Pairs naming a host the portal does not know (yet), or the same node twice.
+    pub unknown: u32,
+}
+
+/// A stored measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    pub latency_ms: f64,
+    pub bandwidth_kbps: f64,
+    pub loss: f64,
+    pub measured_at: DateTime<Utc>,
+}
+
+fn time(secs: f64) -> Option<DateTime<Utc>> {
+    if !secs.is_finite() {
+        return None;
+    }
+    DateTime::from_timestamp_micros((secs * 1e6).round() as i64)
+}
+
+/// Listed nodes by lower-cased hostname.
+async fn ids_by_hostname(db: &impl ConnectionTrait) -> AppResult<HashMap<String, i64>> {
+    let rows: Vec<(i64, String)> = node::Entity::find()
+        .select_only()
+        .column(node::Column::Id)
+        .column(node::Column::Hostname)
+        .filter(node::Column::Pool.ne(NodePool::Gone))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|(id, host)| (host.to_ascii_lowercase(), id)).collect())
+}
+
+/// Every stored pair's measurement time.
+async fn stored_times(db: &impl ConnectionTrait) -> AppResult<HashMap<(i64, i64), DateTime<Utc>>> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_string(backend, "SELECT node_a, node_b, measured_at FROM paths"))
+        .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let a: i64 = row.try_get("", "node_a")?;
+        let b: i64 = row.try_get("", "node_b")?;
+        let t: DateTime<Utc> = row.try_get("", "measured_at")?;
+        out.insert((a, b), t);
+    }
+    Ok(out)
+}
+
+/// Stores one reading of the feed at `now`.
+pub async fn apply<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    feed: &[PathRecord],
+) -> AppResult<PathReport> {
+    let ids = ids_by_hostname(db).await?;
+    let stored = stored_times(db).await?;
+    let mut report = PathReport { read: feed.len() as u32, ..PathReport::default() };
+    let mut fresh: HashMap<(i64, i64), (&PathRecord, DateTime<Utc>)> = HashMap::new();
+    for p in feed {
+        let ends = (ids.get(&p.src.to_ascii_lowercase()), ids.get(&p.dst.to_ascii_lowercase()));
+        let (Some(&a), Some(&b)) = ends else {
+            report.unknown += 1;
+            continue;
+        };
+        let valid = a != b
+            && p.latency_ms.is_finite()
+            && p.latency_ms >= 0.0
+            && p.bandwidth_kbps.is_finite()
+            && p.bandwidth_kbps >= 0.0
+            && (0.0..=1.0).contains(&p.loss);
+        let Some(measured_at) = time(p.measured_at).filter(|_| valid) else {
+            report.unknown += 1;
+            continue;
+        };
+        let key = (a.min(b), a.max(b));
+        if stored.get(&key) == Some(&measured_at) {
+            continue;
+        }
+        // The same pair twice in one feed: the newer measurement wins.
+        match fresh.get(&key) {
+            Some((_, t)) if *t >= measured_at => {}
+            _ => {
+                fresh.insert(key, (p, measured_at));
+            }
+        }
+    }
+    let mut rows: Vec<((i64, i64), (&PathRecord, DateTime<Utc>))> = fresh.into_iter().collect();
+    rows.sort_by_key(|(k, _)| *k);
+    let txn = db.begin().await?;
+    let backend = txn.get_database_backend();
+    for chunk in rows.chunks(CHUNK) {
+        let mut insert = Query::insert();
+        insert.into_table(Alias::new("paths")).columns(
+            ["node_a", "node_b", "latency_ms", "bandwidth_kbps", "loss", "measured_at", "seen_at"]
+                .map(Alias::new),
+        );
+        for ((a, b), (p, measured_at)) in chunk {
+            insert.values_panic([
+                (*a).into(),
+                (*b).into(),
+                p.latency_ms.into(),
+                p.bandwidth_kbps.into(),
+                p.loss.into(),
+                (*measured_at).into(),
+                now.into(),
+            ]);
+        }
+        insert.on_conflict(
+            OnConflict::columns(["node_a", "node_b"].map(Alias::new))
+                .update_columns(
+                    ["latency_ms", "bandwidth_kbps", "loss", "measured_at", "seen_at"].map(Alias::new),
+                )
+                .to_owned(),
+        );
+        txn.execute_raw(backend.build(&insert)).await?;
+        report.written += chunk.len() as u32;
+    }
+    txn.commit().await?;
+    Ok(report)
+}
+
+/// Node `id`'s nearest measured peers by latency: (peer id, peer hostname, measurement).
+pub async fn nearest(db: &impl ConnectionTrait, id: i64, n: u64) -> AppResult<Vec<(i64, String, Stored)>> {
+    let backend = db.get_database_backend();
+    let sql = format!(
+        "SELECT nodes.id AS peer, nodes.hostname AS hostname, p.latency_ms, p.bandwidth_kbps, p.loss, p.measured_at \
+         FROM paths p JOIN nodes ON nodes.id = CASE WHEN p.node_a = {id} THEN p.node_b ELSE p.node_a END \
+         WHERE p.node_a = {id} OR p.node_b = {id} ORDER BY p.latency_ms, nodes.id LIMIT {n}"
+    );
+    let rows = db.query_all_raw(Statement::from_string(backend, sql)).await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "peer")?,
+                row.try_get("", "hostname")?,
+                Stored {
+                    latency_ms: row.try_get("", "latency_ms")?,
+                    bandwidth_kbps: row.try_get("", "bandwidth_kbps")?,
+                    loss: row.try_get("", "loss")?,
+                    measured_at: row.try_get("", "measured_at")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Every stored pair (a < b) with its measurement, for the mapper's world.
+pub async fn all(db: &impl ConnectionTrait) -> AppResult<Vec<(i64, i64, Stored)>> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT node_a, node_b, latency_ms, bandwidth_kbps, loss, measured_at FROM paths",
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "node_a")?,
+                row.try_get("", "node_b")?,
+                Stored {
+                    latency_ms: row.try_get("", "latency_ms")?,
+                    bandwidth_kbps: row.try_get("", "bandwidth_kbps")?,
+                    loss: row.try_get("", "loss")?,
+                    measured_at: row.try_get("", "measured_at")?,
+                },
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,581 @@
+//! Bringing the database in line with one reading of the testbed's sites and nodes: the write half of
+//! discovery, kept apart from the fetching so that it can be tested and measured on its own (records given
+//! in any order, the same reading applied twice).
+//!
+//! Everything is applied in one transaction: a crash mid-way leaves the previous state, and the next pass
+//! starts over. Rows are written only where something changed, so an unchanged reading writes nothing but
+//! its run record; `last_seen` of a node still listed is refreshed at most every [`SEEN_REFRESH`].
+
+use super::identity::{self, Attr, Identity, Outcome};
+use crate::db::entity::{NodePool, identity_decision, node, node_event, site};
+use crate::error::AppResult;
+use crate::testbed::{NodeRecord, SiteRecord};
+use chrono::{DateTime, TimeDelta, Utc};
+use model::topology::LinkClass;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionSession,
+    TransactionTrait,
+};
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
+
+/// How stale a listed node's stored `last_seen` may get before an otherwise unchanged sync rewrites it.
+pub const SEEN_REFRESH: TimeDelta = TimeDelta::hours(1);
+
+/// What one sync changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncReport {
+    pub sites_added: u32,
+    pub sites_changed: u32,
+    pub sites_gone: u32,
+    /// Nodes listed for the first time.
+    pub added: u32,
+    /// Nodes whose identifying attributes changed (identity events).
+    pub identity_changed: u32,
+    /// Nodes whose other attributes (boot state, tags, …) changed.
+    pub updated: u32,
+    /// Nodes no longer listed.
+    pub gone: u32,
+    /// Gone nodes listed again.
+    pub returned: u32,
+    /// New nodes that replace an old one after a change of role (site).
+    pub replaced: u32,
+    /// Records waiting for an operator's decision (new this sync).
+    pub held: u32,
+    /// Records about nodes at a site the testbed does not list.
+    pub skipped: u32,
+    /// Node rows written (inserted or updated): 0 for an unchanged reading.
+    pub rows_written: u32,
+}
+
+impl SyncReport {
+    pub fn changed_anything(&self) -> bool {
+        self.rows_written > 0
+    }
+}
+
+/// The node attributes discovery keeps, derived from a record.
+#[derive(Clone, Debug, PartialEq)]
+struct Attrs {
+    testbed_id: Option<i32>,
+    hostname: String,
+    ip: Option<String>,
+    host_key: Option<String>,
+    site_id: i32,
+    link_class: String,
+    country: Option<String>,
+    boot_state: String,
+    tags: String,
+    cpu_cores: Option<i32>,
+    memory_mb: Option<i32>,
+    disk_gb: Option<i32>,
+}
+
+fn attrs_of(record: &NodeRecord, site_id: i32) -> Attrs {
+    let tag = |name: &str| record.tags.get(name).cloned();
+    let int_tag = |name: &str| tag(name).and_then(|v| v.trim().parse::<i32>().ok());
+    let link_class = tag("link_class")
+        .filter(|c| LinkClass::ALL.iter().any(|k| k.as_str() == c))
+        .unwrap_or_else(|| LinkClass::Commodity.as_str().to_owned());
+    Attrs {
+        testbed_id: Some(record.node_id),
+        hostname: record.hostname.trim().to_ascii_lowercase(),
+        ip: record.ip.clone(),
+        host_key: record.host_key.clone(),
+        site_id,
+        link_class,
+        country: tag("country"),
+        boot_state: record.boot_state.clone(),
+        tags: serde_json::to_string(&record.tags).unwrap_or_else(|_| "{}".to_owned()),
+        cpu_cores: int_tag("cpu_cores"),
+        memory_mb: int_tag("memory_mb"),
+        disk_gb: int_tag("disk_gb"),
+    }
+}
+
+fn stored_attrs(n: &node::Model) -> Attrs {
+    Attrs {
+        testbed_id: n.testbed_id,
+        hostname: n.hostname.clone(),
+        ip: n.ip.clone(),
+        host_key: n.host_key.clone(),
+        site_id: n.site_id,
+        link_class: n.link_class.clone(),
+        country: n.country.clone(),
+        boot_state: n.boot_state.clone(),
+        tags: n.tags.clone(),
+        cpu_cores: n.cpu_cores,
+        memory_mb: n.memory_mb,
+        disk_gb: n.disk_gb,
+    }
+}
+
+fn identity_json(id: &Identity) -> String {
+    serde_json::to_string(id).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// The pool a listed node should be in, given where it was.
+fn listed_pool(was: NodePool, booted: bool) -> NodePool {
+    match (was, booted) {
+        (NodePool::Held, _) => NodePool::Held,
+        (_, false) => NodePool::Down,
+        // Back from down or gone: tested again before it is lent (the slivers issue's liveness check).
+        (NodePool::Down | NodePool::Gone, true) => NodePool::New,
+        (other, true) => other,
+    }
+}
+
+fn event(
+    node_id: i64,
+    at: DateTime<Utc>,
+    kind: &str,
+    score: Option<u32>,
+    old: String,
+    new: String,
+    detail: String,
+) -> node_event::ActiveModel {
+    node_event::ActiveModel {
+        node_id: Set(node_id),
+        at: Set(at),
+        kind: Set(kind.to_owned()),
+        score: Set(score.map(|s| s as i32)),
+        old: Set(old),
+        new: Set(new),
+        detail: Set(detail),
+        ..Default::default()
+    }
+}
+
+/// Applies one reading of the testbed (`sites`, `nodes`) at `now`.
+pub async fn apply<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    sites: &[SiteRecord],
+    nodes: &[NodeRecord],
+) -> AppResult<SyncReport> {
+    let txn = db.begin().await?;
+    let mut report = SyncReport::default();
+    let site_ids = apply_sites(&txn, now, sites, &mut report).await?;
+    apply_nodes(&txn, now, &site_ids, nodes, &mut report).await?;
+    txn.commit().await?;
+    Ok(report)
+}
+
+/// Sites: inserted, updated, marked gone. Answers testbed site id → (our id, login base).
+async fn apply_sites(
+    txn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    sites: &[SiteRecord],
+    report: &mut SyncReport,
+) -> AppResult<HashMap<i32, (i32, String)>> {
+    let stored: HashMap<String, site::Model> =
+        site::Entity::find().all(txn).await?.into_iter().map(|s| (s.login_base.clone(), s)).collect();
+    let mut listed = BTreeSet::new();
+    let mut ids = HashMap::with_capacity(sites.len());
+    for record in sites {
+        let base = record.login_base.trim().to_ascii_lowercase();
+        if base.is_empty() || !listed.insert(base.clone()) {
+            continue;
+        }
+        match stored.get(&base) {
+            Some(old) => {
+                let same = old.testbed_id == record.site_id
+                    && old.name == record.name
+                    && old.enabled == record.enabled
+                    && old.max_slices == record.max_slices
+                    && old.latitude == record.latitude
+                    && old.longitude == record.longitude
+                    && old.present
+                    && now - old.last_seen < SEEN_REFRESH;
+                if !same {
+                    let mut row: site::ActiveModel = old.clone().into();
+                    row.testbed_id = Set(record.site_id);
+                    row.name = Set(record.name.clone());
+                    row.enabled = Set(record.enabled);
+                    row.max_slices = Set(record.max_slices);
+                    row.latitude = Set(record.latitude);
+                    row.longitude = Set(record.longitude);
+                    row.present = Set(true);
+                    row.gone_at = Set(None);
+                    row.last_seen = Set(now);
+                    row.update(txn).await?;
+                    if now - old.last_seen < SEEN_REFRESH || !old.present {
+                        report.sites_changed += 1;
+                    }
+                }
+                ids.insert(record.site_id, (old.id, base));
+            }
+            None => {
+                let row = site::ActiveModel {
+                    testbed_id: Set(record.site_id),
+                    login_base: Set(base.clone()),
+                    name: Set(record.name.clone()),
+                    enabled: Set(record.enabled),
+                    max_slices: Set(record.max_slices),
+                    latitude: Set(record.latitude),
+                    longitude: Set(record.longitude),
+                    present: Set(true),
+                    first_seen: Set(now),
+                    last_seen: Set(now),
+                    gone_at: Set(None),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+                report.sites_added += 1;
+                ids.insert(record.site_id, (row.id, base));
+            }
+        }
+    }
+    for old in stored.values().filter(|s| s.present && !listed.contains(&s.login_base)) {
+        let mut row: site::ActiveModel = old.clone().into();
+        row.present = Set(false);
+        row.gone_at = Set(Some(now));
+        row.update(txn).await?;
+        report.sites_gone += 1;
+    }
+    Ok(ids)
+}
+
+/// Node ids in an undecided identity decision (the held record's node and its candidates).
+async fn pending_nodes(txn: &impl ConnectionTrait) -> AppResult<BTreeSet<i64>> {
+    let pending = identity_decision::Entity::find()
+        .filter(identity_decision::Column::DecidedAt.is_null())
+        .all(txn)
+        .await?;
+    let mut ids = BTreeSet::new();
+    for d in pending {
+        ids.insert(d.node_id);
+        ids.extend(candidate_ids(&d.candidates));
+    }
+    Ok(ids)
+}
+
+/// The node ids of a decision's stored candidates.
+pub fn candidate_ids(candidates: &str) -> Vec<i64> {
+    serde_json::from_str::<Vec<serde_json::Value>>(candidates)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| c.get("node_id").and_then(serde_json::Value::as_i64))
+        .collect()
+}
+
+async fn apply_nodes(
+    txn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    site_ids: &HashMap<i32, (i32, String)>,
+    records: &[NodeRecord],
+    report: &mut SyncReport,
+) -> AppResult<()> {
+    let stored: Vec<node::Model> = node::Entity::find().all(txn).await?;
+    let site_base: HashMap<i32, &str> = site_ids.values().map(|(id, base)| (*id, base.as_str())).collect();
+    let stored_site_base: HashMap<i32, String> =
+        site::Entity::find().all(txn).await?.into_iter().map(|s| (s.id, s.login_base)).collect();
+    let pending = pending_nodes(txn).await?;
+
+    let known: Vec<(i64, Identity)> = stored
+        .iter()
+        .map(|n| {
+            let site = stored_site_base.get(&n.site_id).cloned().unwrap_or_default();
+            (
+                n.id,
+                Identity {
+                    testbed_id: n.testbed_id,
+                    hostname: n.hostname.clone(),
+                    ip: n.ip.clone(),
+                    host_key: n.host_key.clone(),
+                    site,
+                },
+            )
+        })
+        .collect();
+    let by_id: HashMap<i64, &node::Model> = stored.iter().map(|n| (n.id, n)).collect();
+
+    // Records at a listed site, once per testbed id (a testbed listing one id twice is a broken answer).
+    let mut seen_ids = BTreeSet::new();
+    let mut usable: Vec<(&NodeRecord, i32, Identity)> = Vec::with_capacity(records.len());
+    for r in records {
+        let Some((site_id, base)) = site_ids.get(&r.site_id) else {
+            report.skipped += 1;
+            continue;
+        };
+        if !seen_ids.insert(r.node_id) {
+            report.skipped += 1;
+            continue;
+        }
+        let ident = Identity {
+            testbed_id: Some(r.node_id),
+            hostname: r.hostname.trim().to_ascii_lowercase(),
+            ip: r.ip.clone(),
+            host_key: r.host_key.clone(),
+            site: base.clone(),
+        };
+        usable.push((r, *site_id, ident));
+    }
+    let identities: Vec<Identity> = usable.iter().map(|(_, _, i)| i.clone()).collect();
+    let matching = identity::match_records(&known, &identities);
+
+    let mut inserts: Vec<(
+        node::ActiveModel,
+        Vec<(String, Option<u32>, String, String, String)>,
+        Option<(String, String)>,
+    )> = Vec::new();
+    let mut events: Vec<node_event::ActiveModel> = Vec::new();
+    let mut audits: Vec<(String, serde_json::Value)> = Vec::new();
+
+    for ((record, site_id, ident), outcome) in usable.iter().zip(matching.outcomes.iter()) {
+        let attrs = attrs_of(record, *site_id);
+        match outcome.as_ref().expect("the matcher answers every record") {
+            Outcome::Matched { node: id, score, changed } => {
+                let old = by_id[id];
+                let was = old.pool;
+                let held_here = pending.contains(id) && was == NodePool::Held;
+                let pool = if held_here {
+                    NodePool::Held
+                } else {
+                    listed_pool(if was == NodePool::Held { NodePool::New } else { was }, record.booted())
+                };
+                if !changed.is_empty() {
+                    let (old_id, _) =
+                        &known.iter().find(|(k, _)| k == id).map(|(k, i)| (*k, i.clone())).expect("known");
+                    let _ = old_id;
+                    let old_ident = &known.iter().find(|(k, _)| k == id).expect("known").1;
+                    let names: Vec<&str> = changed.iter().map(|a| a.as_str()).collect();
+                    let detail = format!("{} changed", names.join(", "));
+                    events.push(event(
+                        *id,
+                        now,
+                        "changed",
+                        Some(*score),
+                        identity_json(old_ident),
+                        identity_json(ident),
+                        detail.clone(),
+                    ));
+                    audits.push((
+                        format!("node:{id}"),
+                        json!({ "old": old_ident, "new": ident, "score": score, "changed": names }),
+                    ));
+                    report.identity_changed += 1;
+                }
+                if was == NodePool::Gone {
+                    events.push(event(
+                        *id,
+                        now,
+                        "returned",
+                        Some(*score),
+                        String::new(),
+                        identity_json(ident),
+                        "listed again".to_owned(),
+                    ));
+                    report.returned += 1;
+                }
+                let stored = stored_attrs(old);
+                let stale_seen = now - old.last_seen >= SEEN_REFRESH;
+                if stored != attrs || pool != was || stale_seen || old.gone_at.is_some() {
+                    if stored != attrs && changed.is_empty() && was != NodePool::Gone {
+                        report.updated += 1;
+                    }
+                    let mut row: node::ActiveModel = old.clone().into();
+                    set_attrs(&mut row, &attrs, record);
+                    row.pool = Set(pool);
+                    row.last_seen = Set(now);
+                    row.gone_at = Set(None);
+                    row.updated_at = Set(now);
+                    row.update(txn).await?;
+                    report.rows_written += 1;
+                }
+            }
+            Outcome::New => {
+                let pool = if record.booted() { NodePool::New } else { NodePool::Down };
+                inserts.push((
+                    new_row(&attrs, record, pool, now),
+                    vec![(
+                        "appeared".into(),
+                        None,
+                        String::new(),
+                        identity_json(ident),
+                        "first listed".into(),
+                    )],
+                    None,
+                ));
+                report.added += 1;
+            }
+            Outcome::Replaced { old, score } => {
+                let pool = if record.booted() { NodePool::New } else { NodePool::Down };
+                let old_row = by_id[old];
+                let old_ident = &known.iter().find(|(k, _)| k == old).expect("known").1;
+                let detail = format!(
+                    "replaces node {old}: its site changed from {} to {}",
+                    old_ident.site, ident.site
+                );
+                inserts.push((
+                    new_row(&attrs, record, pool, now),
+                    vec![(
+                        "appeared".into(),
+                        Some(*score),
+                        identity_json(old_ident),
+                        identity_json(ident),
+                        detail,
+                    )],
+                    None,
+                ));
+                events.push(event(
+                    *old,
+                    now,
+                    "replaced",
+                    Some(*score),
+                    identity_json(old_ident),
+                    identity_json(ident),
+                    format!(
+                        "its site changed from {} to {}: listed as a new node",
+                        old_ident.site, ident.site
+                    ),
+                ));
+                audits.push((
+                    format!("node:{old}"),
+                    json!({ "replaced": true, "old": old_ident, "new": ident, "score": score }),
+                ));
+                let mut row: node::ActiveModel = old_row.clone().into();
+                row.pool = Set(NodePool::Gone);
+                row.gone_at = Set(Some(now));
+                row.updated_at = Set(now);
+                row.update(txn).await?;
+                report.rows_written += 1;
+                report.replaced += 1;
+            }
+            Outcome::Ambiguous { candidates, reason } => {
+                let listed: Vec<serde_json::Value> = candidates
+                    .iter()
+                    .map(|(n, score)| {
+                        let (_, shared) =
+                            identity::shared(&known.iter().find(|(k, _)| k == n).expect("known").1, ident);
+                        json!({ "node_id": n, "score": score, "shared": shared })
+                    })
+                    .collect();
+                let candidates_json = serde_json::Value::Array(listed).to_string();
+                inserts.push((
+                    new_row(&attrs, record, NodePool::Held, now),
+                    vec![(
+                        "held".into(),
+                        candidates.first().map(|c| c.1),
+                        String::new(),
+                        identity_json(ident),
+                        reason.clone(),
+                    )],
+                    Some((candidates_json, reason.clone())),
+                ));
+                report.held += 1;
+            }
+        }
+    }
+
+    // Candidates of new ambiguous records: held.
+    for id in &matching.held {
+        let old = by_id[id];
+        if old.pool != NodePool::Held {
+            events.push(event(
+                *id,
+                now,
+                "held",
+                None,
+                String::new(),
+                String::new(),
+                "a listed record may be this node: waiting for an operator".to_owned(),
+            ));
+            let mut row: node::ActiveModel = old.clone().into();
+            row.pool = Set(NodePool::Held);
+            row.updated_at = Set(now);
+            row.update(txn).await?;
+            report.rows_written += 1;
+        }
+    }
+    // Nodes no record matched: gone, unless an operator's decision about them is pending.
+    for id in &matching.unmatched {
+        let old = by_id[id];
+        if old.pool == NodePool::Gone || pending.contains(id) {
+            continue;
+        }
+        events.push(event(
+            *id,
+            now,
+            "gone",
+            None,
+            String::new(),
+            String::new(),
+            "no longer listed by the testbed".to_owned(),
+        ));
+        let mut row: node::ActiveModel = old.clone().into();
+        row.pool = Set(NodePool::Gone);
+        row.gone_at = Set(Some(now));
+        row.updated_at = Set(now);
+        row.update(txn).await?;
+        report.rows_written += 1;
+        report.gone += 1;
+    }
+
+    // New rows, then their events (which need their ids).
+    for (row, new_events, decision) in inserts {
+        let inserted = row.insert(txn).await?;
+        report.rows_written += 1;
+        for (kind, score, old, new, detail) in new_events {
+            events.push(event(inserted.id, now, &kind, score, old, new, detail));
+        }
+        if let Some((candidates, reason)) = decision {
+            identity_decision::ActiveModel {
+                node_id: Set(inserted.id),
+                candidates: Set(candidates),
+                reason: Set(reason),
+                created_at: Set(now),
+                ..Default::default()
+            }
+            .insert(txn)
+            .await?;
+        }
+    }
+    for chunk in events.chunks(500) {
+        node_event::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
+    }
+    for (target, detail) in audits {
+        crate::audit::record(txn, now, None, "node.identity", &target, detail).await?;
+    }
+    let _ = (Attr::ALL, site_base);
+    Ok(())
+}
+
+fn set_attrs(row: &mut node::ActiveModel, a: &Attrs, record: &NodeRecord) {
+    row.testbed_id = Set(a.testbed_id);
+    row.hostname = Set(a.hostname.clone());
+    row.ip = Set(a.ip.clone());
+    row.host_key = Set(a.host_key.clone());
+    row.site_id = Set(a.site_id);
+    row.link_class = Set(a.link_class.clone());
+    row.country = Set(a.country.clone());
+    row.boot_state = Set(a.boot_state.clone());
+    row.tags = Set(a.tags.clone());
+    row.cpu_cores = Set(a.cpu_cores);
+    row.memory_mb = Set(a.memory_mb);
+    row.disk_gb = Set(a.disk_gb);
+    row.last_contact = Set(record.last_contact.and_then(|t| DateTime::from_timestamp(t, 0)));
+}
+
+fn new_row(a: &Attrs, record: &NodeRecord, pool: NodePool, now: DateTime<Utc>) -> node::ActiveModel {
+    let mut row = node::ActiveModel {
+        pool: Set(pool),
+        load: Set(None),
+        memory_free_mb: Set(None),
+        disk_free_pct: Set(None),
+        metrics_at: Set(None),
+        reliability: Set(1.0),
+        recent_failures: Set(0),
+        first_seen: Set(now),
+        last_seen: Set(now),
+        gone_at: Set(None),
+        due_at: Set(None),
+        lease_owner: Set(None),
+        lease_until: Set(None),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    set_attrs(&mut row, a, record);
+    row
+}
