@@ -316,8 +316,7 @@ fn get_sites(tb: &Testbed, call: &Call) -> PlcResult<Value> {
         (state.nodes.clone(), grouped(&query, "person_ids", persons), grouped(&query, "slice_ids", slices))
     };
     let nodes_by_site = nodes.iter().enumerate().filter(|(_, n)| n.present);
-    let nodes_by_site =
-        nodes_by_site.map(|(i, n)| (tb.world.sites[tb.world.nodes[i].site].site_id, n.node_id));
+    let nodes_by_site = nodes_by_site.map(|(_, n)| (tb.world.sites[n.site].site_id, n.node_id));
     let mut by_site = grouped(&query, "node_ids", nodes_by_site);
     let rows = tb
         .world
@@ -414,7 +413,7 @@ fn get_nodes(tb: &Testbed, call: &Call, now: f64) -> PlcResult<Value> {
             RowBuilder::new(&query)
                 .put("node_id", || int(n.node_id))
                 .put("hostname", || string(&n.hostname))
-                .put("site_id", || int(tb.world.sites[w.site].site_id))
+                .put("site_id", || int(tb.world.sites[n.site].site_id))
                 .put("boot_state", || string(if n.up { "boot" } else { "dbg" }))
                 .put("run_level", || string(if n.up { "boot" } else { "failboot" }))
                 .put("node_type", || string("regular"))

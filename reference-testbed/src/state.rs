@@ -25,6 +25,9 @@ pub struct NodeState {
     pub node_id: i32,
     pub hostname: String,
     pub ip: Ipv4Addr,
+    /// The index of its site in the world's sites (the world's, unless an operator moved it: tests of the
+    /// portal's role change do).
+    pub site: usize,
     /// Still listed by the testbed.
     pub present: bool,
     /// Booted and answering (`boot`), else `dbg`.
@@ -144,6 +147,7 @@ impl State {
                 node_id: n.node_id,
                 hostname: n.hostname.clone(),
                 ip: n.ip,
+                site: n.site,
                 present: true,
                 up: random::unit(seed, "initially-down", &[n.index as u64]) >= profile.churn.initially_down,
                 last_change: start,

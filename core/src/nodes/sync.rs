@@ -312,6 +312,9 @@ async fn apply_nodes(
         };
         usable.push((r, *site_id, ident));
     }
+    // In the testbed's id order, so that new nodes get the same Portolan ids whatever order the records
+    // came in.
+    usable.sort_by(|a, b| (a.0.node_id, &a.2.hostname).cmp(&(b.0.node_id, &b.2.hostname)));
     let identities: Vec<Identity> = usable.iter().map(|(_, _, i)| i.clone()).collect();
     let matching = identity::match_records(&known, &identities);
 
