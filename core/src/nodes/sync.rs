@@ -79,7 +79,7 @@ fn attrs_of(record: &NodeRecord, site_id: i32) -> Attrs {
         .unwrap_or_else(|| LinkClass::Commodity.as_str().to_owned());
     Attrs {
         testbed_id: Some(record.node_id),
-        hostname: record.hostname.trim().to_ascii_lowercase(),
+        hostname: record.hostname.trim().to_owned(),
         ip: record.ip.clone(),
         host_key: record.host_key.clone(),
         site_id,
@@ -305,7 +305,7 @@ async fn apply_nodes(
         }
         let ident = Identity {
             testbed_id: Some(r.node_id),
-            hostname: r.hostname.trim().to_ascii_lowercase(),
+            hostname: r.hostname.trim().to_owned(),
             ip: r.ip.clone(),
             host_key: r.host_key.clone(),
             site: base.clone(),
