@@ -32,8 +32,12 @@ enum Command {
     /// Map a topology onto a world with the mapper and print the answer as JSON (formats: see the README).
     Map {
         /// The world: candidate nodes and measured paths (JSON).
+        #[arg(long, required_unless_present = "from_db", conflicts_with = "from_db")]
+        world: Option<std::path::PathBuf>,
+        /// Map onto the live world in the portal's database (its configuration as for `serve`), under the
+        /// stored admission thresholds unless `--policy` is given.
         #[arg(long)]
-        world: std::path::PathBuf,
+        from_db: bool,
         /// The requested topology (JSON).
         #[arg(long)]
         topology: std::path::PathBuf,
@@ -75,9 +79,20 @@ async fn main() -> anyhow::Result<()> {
             init_tracing("info");
             reference_testbed::cli::run(args).await
         }
-        Command::Map { world, topology, policy, time_limit } => {
-            init_tracing("warn");
-            println!("{}", server::commands::map::run(&world, &topology, policy.as_deref(), time_limit)?);
+        Command::Map { world, from_db, topology, policy, time_limit } => {
+            let answer = match world {
+                Some(world) if !from_db => {
+                    init_tracing("warn");
+                    server::commands::map::run(&world, &topology, policy.as_deref(), time_limit)?
+                }
+                _ => {
+                    let config = Config::load()?;
+                    init_tracing("warn");
+                    let db = open_database(&config).await?;
+                    server::commands::map::run_from_db(&db, &topology, policy.as_deref(), time_limit).await?
+                }
+            };
+            println!("{answer}");
             Ok(())
         }
         Command::Serve => serve(portal_config()?).await,
