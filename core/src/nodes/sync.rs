@@ -22,6 +22,9 @@ use std::collections::{BTreeSet, HashMap};
 /// How stale a listed node's stored `last_seen` may get before an otherwise unchanged sync rewrites it.
 pub const SEEN_REFRESH: TimeDelta = TimeDelta::hours(1);
 
+/// Node rows per insert statement (29 values each: under SQLite's 32,766 parameters).
+const INSERT_CHUNK: usize = 500;
+
 /// What one sync changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SyncReport {
@@ -516,23 +519,29 @@ async fn apply_nodes(
         report.gone += 1;
     }
 
-    // New rows, then their events (which need their ids).
-    for (row, new_events, decision) in inserts {
-        let inserted = row.insert(txn).await?;
-        report.rows_written += 1;
-        for (kind, score, old, new, detail) in new_events {
-            events.push(event(inserted.id, now, &kind, score, old, new, detail));
-        }
-        if let Some((candidates, reason)) = decision {
-            identity_decision::ActiveModel {
-                node_id: Set(inserted.id),
-                candidates: Set(candidates),
-                reason: Set(reason),
-                created_at: Set(now),
-                ..Default::default()
+    // New rows, many per statement, then their events and decisions (which need their ids). A new row is
+    // found again by its testbed id, unique among one reading's records.
+    for chunk in inserts.chunks(INSERT_CHUNK) {
+        let rows: Vec<node::ActiveModel> = chunk.iter().map(|(row, _, _)| row.clone()).collect();
+        let inserted = node::Entity::insert_many(rows).exec_with_returning(txn).await?;
+        report.rows_written += inserted.len() as u32;
+        let ids: HashMap<Option<i32>, i64> = inserted.iter().map(|n| (n.testbed_id, n.id)).collect();
+        for (row, new_events, decision) in chunk {
+            let id = ids[&row.testbed_id.clone().unwrap()];
+            for (kind, score, old, new, detail) in new_events {
+                events.push(event(id, now, kind, *score, old.clone(), new.clone(), detail.clone()));
             }
-            .insert(txn)
-            .await?;
+            if let Some((candidates, reason)) = decision {
+                identity_decision::ActiveModel {
+                    node_id: Set(id),
+                    candidates: Set(candidates.clone()),
+                    reason: Set(reason.clone()),
+                    created_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+            }
         }
     }
     for chunk in events.chunks(500) {
