@@ -147,7 +147,7 @@ impl Admission {
         for (name, value) in checks {
             let field = format!("admission.{name}");
             if let Some(v) = value
-                && !(v.is_finite() && v >= 0.0 && v <= 1e12)
+                && !(0.0..=1e12).contains(&v)
             {
                 return Err(AppError::invalid(
                     &field,

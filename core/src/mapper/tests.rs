@@ -180,8 +180,8 @@ fn honours_fixed_nodes_or_says_why_not() {
 fn spreads_across_sites_and_honours_the_cap() {
     // Without a penalty, the two cheapest nodes would be c1 and b1 anyway; force a1/a2 to be cheapest.
     let mut w = world();
-    w.nodes[0].load = 0.0;
-    w.nodes[1].load = 0.0;
+    w.nodes[0].load = Some(0.0);
+    w.nodes[1].load = Some(0.0);
     let two = topo(vec![vnode("x", NodeType::Any), vnode("y", NodeType::Any)], vec![]);
     let mut policy = Policy::default();
     policy.weights.site_extra = 0.0;
@@ -493,7 +493,7 @@ fn random_world(n: u64, seed: u64) -> MapWorld {
         .map(|i| {
             let mut c =
                 cand(i + 1, &format!("n{i}.x"), &format!("s{}", i / 3), classes[(i % 4) as usize], 0.0);
-            c.load = next() * 5.0;
+            c.load = Some(next() * 5.0);
             c.reliability = 0.8 + next() * 0.2;
             c
         })

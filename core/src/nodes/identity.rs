@@ -346,7 +346,7 @@ mod tests {
             ),
         ];
         for (record, want) in cases {
-            let m = match_records(&k, &[record.clone()]);
+            let m = match_records(&k, std::slice::from_ref(&record));
             assert_eq!(matched(&m, 0), (1, want), "{record:?}");
             assert_eq!(m.unmatched, vec![2, 3]);
         }

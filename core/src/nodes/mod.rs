@@ -94,8 +94,9 @@ fn filters(query: &NodeQuery, site_id: Option<i32>) -> AppResult<Condition> {
         if q.chars().count() > 256 {
             return Err(AppError::invalid("q", "the search text is at most 256 characters"));
         }
-        let like =
-            format!("%{}%", q.to_ascii_lowercase().replace('\\', "").replace('%', "").replace('_', "\\_"));
+        // `%` and `\` are dropped rather than escaped (SQLite's LIKE has no default escape character); `_`
+        // matching any one character does no harm in a search box.
+        let like = format!("%{}%", q.to_ascii_lowercase().replace(['\\', '%'], ""));
         cond = cond.add(
             Condition::any()
                 .add(Expr::expr(Func::lower(Expr::col(node::Column::Hostname))).like(like.clone()))

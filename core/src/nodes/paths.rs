@@ -114,7 +114,7 @@ pub async fn apply<C: ConnectionTrait + TransactionTrait>(
             }
         }
     }
-    let mut rows: Vec<((i64, i64), (&PathRecord, DateTime<Utc>))> = fresh.into_iter().collect();
+    let mut rows: Vec<_> = fresh.into_iter().collect();
     rows.sort_by_key(|(k, _)| *k);
     let txn = db.begin().await?;
     let backend = txn.get_database_backend();

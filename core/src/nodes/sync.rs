@@ -6,7 +6,7 @@
 //! starts over. Rows are written only where something changed, so an unchanged reading writes nothing but
 //! its run record; `last_seen` of a node still listed is refreshed at most every [`SEEN_REFRESH`].
 
-use super::identity::{self, Attr, Identity, Outcome};
+use super::identity::{self, Identity, Outcome};
 use crate::db::entity::{NodePool, identity_decision, node, node_event, site};
 use crate::error::AppResult;
 use crate::testbed::{NodeRecord, SiteRecord};
@@ -149,6 +149,12 @@ fn event(
     }
 }
 
+/// An event about a node not inserted yet: kind, score, old and new identity (JSON), detail.
+type PendingEvent = (String, Option<u32>, String, String, String);
+
+/// A node to insert, its first events, and the identity decision it waits for (candidates JSON, reason).
+type NewNode = (node::ActiveModel, Vec<PendingEvent>, Option<(String, String)>);
+
 /// Applies one reading of the testbed (`sites`, `nodes`) at `now`.
 pub async fn apply<C: ConnectionTrait + TransactionTrait>(
     db: &C,
@@ -271,7 +277,6 @@ async fn apply_nodes(
     report: &mut SyncReport,
 ) -> AppResult<()> {
     let stored: Vec<node::Model> = node::Entity::find().all(txn).await?;
-    let site_base: HashMap<i32, &str> = site_ids.values().map(|(id, base)| (*id, base.as_str())).collect();
     let stored_site_base: HashMap<i32, String> =
         site::Entity::find().all(txn).await?.into_iter().map(|s| (s.id, s.login_base)).collect();
     let pending = pending_nodes(txn).await?;
@@ -293,6 +298,7 @@ async fn apply_nodes(
         })
         .collect();
     let by_id: HashMap<i64, &node::Model> = stored.iter().map(|n| (n.id, n)).collect();
+    let identity_of: HashMap<i64, &Identity> = known.iter().map(|(id, ident)| (*id, ident)).collect();
 
     // Records at a listed site, once per testbed id (a testbed listing one id twice is a broken answer).
     let mut seen_ids = BTreeSet::new();
@@ -321,11 +327,7 @@ async fn apply_nodes(
     let identities: Vec<Identity> = usable.iter().map(|(_, _, i)| i.clone()).collect();
     let matching = identity::match_records(&known, &identities);
 
-    let mut inserts: Vec<(
-        node::ActiveModel,
-        Vec<(String, Option<u32>, String, String, String)>,
-        Option<(String, String)>,
-    )> = Vec::new();
+    let mut inserts: Vec<NewNode> = Vec::new();
     let mut events: Vec<node_event::ActiveModel> = Vec::new();
     let mut audits: Vec<(String, serde_json::Value)> = Vec::new();
 
@@ -342,10 +344,7 @@ async fn apply_nodes(
                     listed_pool(if was == NodePool::Held { NodePool::New } else { was }, record.booted())
                 };
                 if !changed.is_empty() {
-                    let (old_id, _) =
-                        &known.iter().find(|(k, _)| k == id).map(|(k, i)| (*k, i.clone())).expect("known");
-                    let _ = old_id;
-                    let old_ident = &known.iter().find(|(k, _)| k == id).expect("known").1;
+                    let old_ident = identity_of[id];
                     let names: Vec<&str> = changed.iter().map(|a| a.as_str()).collect();
                     let detail = format!("{} changed", names.join(", "));
                     events.push(event(
@@ -409,7 +408,7 @@ async fn apply_nodes(
             Outcome::Replaced { old, score } => {
                 let pool = if record.booted() { NodePool::New } else { NodePool::Down };
                 let old_row = by_id[old];
-                let old_ident = &known.iter().find(|(k, _)| k == old).expect("known").1;
+                let old_ident = identity_of[old];
                 let detail = format!(
                     "replaces node {old}: its site changed from {} to {}",
                     old_ident.site, ident.site
@@ -453,8 +452,7 @@ async fn apply_nodes(
                 let listed: Vec<serde_json::Value> = candidates
                     .iter()
                     .map(|(n, score)| {
-                        let (_, shared) =
-                            identity::shared(&known.iter().find(|(k, _)| k == n).expect("known").1, ident);
+                        let (_, shared) = identity::shared(identity_of[n], ident);
                         json!({ "node_id": n, "score": score, "shared": shared })
                     })
                     .collect();
@@ -550,7 +548,6 @@ async fn apply_nodes(
     for (target, detail) in audits {
         crate::audit::record(txn, now, None, "node.identity", &target, detail).await?;
     }
-    let _ = (Attr::ALL, site_base);
     Ok(())
 }
 
