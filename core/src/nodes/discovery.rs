@@ -143,11 +143,15 @@ impl Discovery {
     async fn sync_nodes(&self, now: DateTime<Utc>) -> Result<sync::SyncReport, String> {
         let (sites, nodes) =
             tokio::try_join!(self.testbed.sites(), self.testbed.nodes()).map_err(|e| e.to_string())?;
-        // The generation: asked of a node that should be up; a switch is logged by the client.
+        // The generation: asked of a node that should be up; a switch is logged by the client and shows in
+        // the runs on the operators' page.
+        let mut generation = None;
         if let Some(probe) = nodes.iter().find(|n| n.booted()) {
-            let _ = self.testbed.generation(&probe.hostname).await;
+            generation = self.testbed.generation(&probe.hostname).await.ok();
         }
-        sync::apply(&self.db, now, &sites, &nodes).await.map_err(|e| e.to_string())
+        let mut report = sync::apply(&self.db, now, &sites, &nodes).await.map_err(|e| e.to_string())?;
+        report.generation = generation.map(|g| g.as_str().to_owned());
+        Ok(report)
     }
 
     async fn sync_paths(&self, now: DateTime<Utc>) -> Result<paths::PathReport, String> {

@@ -49,6 +49,9 @@ pub struct SyncReport {
     pub skipped: u32,
     /// Node rows written (inserted or updated): 0 for an unchanged reading.
     pub rows_written: u32,
+    /// The testbed's API generation as discovery found it (`node-manager`, `async-only`), if it could tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
 }
 
 impl SyncReport {
