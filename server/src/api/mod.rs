@@ -5,6 +5,7 @@
 mod accounts;
 mod extract;
 mod keys;
+mod nodes;
 mod projects;
 mod tokens;
 
@@ -67,6 +68,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::delete))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(nodes::list))
+        .routes(routes!(nodes::get))
+        .routes(routes!(nodes::sites))
+        .routes(routes!(nodes::get_admission, nodes::put_admission))
+        .routes(routes!(nodes::what_if))
+        .routes(routes!(nodes::runs))
+        .routes(routes!(nodes::decisions))
+        .routes(routes!(nodes::decide))
 }
 
 /// The OpenAPI document, built once from [`routes`].
