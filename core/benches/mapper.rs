@@ -74,7 +74,7 @@ fn link_centric(world: &MapWorld, policy: &Policy, v: usize, seed: u64) -> Topol
     let fresh: HashMap<(u64, u64), f64> = world
         .paths
         .iter()
-        .filter(|p| p.age_s <= policy.admission.max_path_age_s)
+        .filter(|p| policy.admission.path_fresh(p.age_s))
         .map(|p| ((p.a.min(p.b), p.a.max(p.b)), p.latency_ms))
         .collect();
     let latency =

@@ -249,18 +249,20 @@ async fn apply_sites(
     Ok(ids)
 }
 
-/// Node ids in an undecided identity decision (the held record's node and its candidates).
-async fn pending_nodes(txn: &impl ConnectionTrait) -> AppResult<BTreeSet<i64>> {
+/// The nodes of undecided identity decisions: the held records' own nodes, and all of them with their
+/// candidates.
+async fn pending_nodes(txn: &impl ConnectionTrait) -> AppResult<(BTreeSet<i64>, BTreeSet<i64>)> {
     let pending = identity_decision::Entity::find()
         .filter(identity_decision::Column::DecidedAt.is_null())
         .all(txn)
         .await?;
-    let mut ids = BTreeSet::new();
+    let (mut records, mut all) = (BTreeSet::new(), BTreeSet::new());
     for d in pending {
-        ids.insert(d.node_id);
-        ids.extend(candidate_ids(&d.candidates));
+        records.insert(d.node_id);
+        all.insert(d.node_id);
+        all.extend(candidate_ids(&d.candidates));
     }
-    Ok(ids)
+    Ok((records, all))
 }
 
 /// The node ids of a decision's stored candidates.
@@ -282,7 +284,9 @@ async fn apply_nodes(
     let stored: Vec<node::Model> = node::Entity::find().all(txn).await?;
     let stored_site_base: HashMap<i32, String> =
         site::Entity::find().all(txn).await?.into_iter().map(|s| (s.id, s.login_base)).collect();
-    let pending = pending_nodes(txn).await?;
+    // A held record stays held until an operator decides; a held candidate that a record now matches
+    // confidently is that record's node again (the decision about it then fails as stale).
+    let (pending_records, pending) = pending_nodes(txn).await?;
 
     let known: Vec<(i64, Identity)> = stored
         .iter()
@@ -340,7 +344,7 @@ async fn apply_nodes(
             Outcome::Matched { node: id, score, changed } => {
                 let old = by_id[id];
                 let was = old.pool;
-                let held_here = pending.contains(id) && was == NodePool::Held;
+                let held_here = pending_records.contains(id) && was == NodePool::Held;
                 let pool = if held_here {
                     NodePool::Held
                 } else {
