@@ -56,24 +56,10 @@ fn nodes() -> Vec<NodeRecord> {
     ]
 }
 
-/// Applies one reading of the testbed, as discovery would.
-///
-/// On SQLite, `sync::apply`'s transaction reads before it writes; when another connection writes at that
-/// moment (the server's session-expiry pass at start, a session saved by a request), the upgrade to a write
-/// fails at once with "database is locked" instead of waiting. Discovery's supervisor retries a failed pass;
-/// so does this (a few times, on SQLite only), so that the tests check the API rather than that race.
+/// Applies one reading of the testbed, as discovery would (while the server's own loops and requests write
+/// too: `sync::apply` takes SQLite's write lock first, so it waits for them rather than failing).
 async fn apply(app: &TestApp, now: DateTime<Utc>, sites: &[SiteRecord], nodes: &[NodeRecord]) -> SyncReport {
-    let mut attempt = 1;
-    loop {
-        match sync::apply(&app.db, now, sites, nodes).await {
-            Ok(report) => return report,
-            Err(_) if app.backend == "sqlite" && attempt < 10 => {
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("sync::apply failed (attempt {attempt}): {e:?}"),
-        }
-    }
+    sync::apply(&app.db, now, sites, nodes).await.unwrap_or_else(|e| panic!("sync::apply failed: {e:?}"))
 }
 
 async fn seed(app: &TestApp, now: DateTime<Utc>) {

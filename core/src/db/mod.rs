@@ -11,6 +11,7 @@ use crate::error::AppError;
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, SqlErr, Statement,
+    TransactionTrait,
 };
 use std::time::Duration;
 
@@ -62,4 +63,21 @@ pub async fn lock_user(txn: &impl ConnectionTrait, user_id: i32) -> Result<(), D
     };
     txn.execute_raw(Statement::from_sql_and_values(backend, sql, [user_id.into()])).await?;
     Ok(())
+}
+
+/// Begins a transaction that will write after reading, taking SQLite's write lock at once.
+///
+/// A deferred SQLite transaction that reads first and writes later fails at its first write
+/// (`SQLITE_BUSY`, "database is locked", without waiting) when another connection wrote in between; so on
+/// SQLite the first statement here is a write (an update of no row still takes the write lock, waiting for
+/// it under the busy timeout). PostgreSQL needs nothing: its row locks and MVCC handle it.
+pub async fn begin_writing<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr>
+where
+    C::Transaction: ConnectionTrait,
+{
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DatabaseBackend::Sqlite {
+        txn.execute_unprepared("UPDATE reconcile_tasks SET kind = kind WHERE id IS NULL").await?;
+    }
+    Ok(txn)
 }

@@ -80,7 +80,7 @@ pub async fn put<C: ConnectionTrait + TransactionTrait>(
     require_operator(caller)?;
     caller.require_write()?;
     validate(view)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_writing(db).await?;
     let before = get(&txn).await?;
     let row = admission_threshold::ActiveModel {
         id: Set(1),

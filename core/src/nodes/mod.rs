@@ -333,7 +333,7 @@ pub async fn decide<C: ConnectionTrait + TransactionTrait>(
 ) -> AppResult<()> {
     require_operator(caller)?;
     caller.require_write()?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_writing(db).await?;
     let d = identity_decision::Entity::find_by_id(decision_id)
         .one(&txn)
         .await?

@@ -116,7 +116,7 @@ pub async fn apply<C: ConnectionTrait + TransactionTrait>(
     }
     let mut rows: Vec<_> = fresh.into_iter().collect();
     rows.sort_by_key(|(k, _)| *k);
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_writing(db).await?;
     let backend = txn.get_database_backend();
     for chunk in rows.chunks(CHUNK) {
         let mut insert = Query::insert();

@@ -165,7 +165,7 @@ pub async fn apply<C: ConnectionTrait + TransactionTrait>(
     sites: &[SiteRecord],
     nodes: &[NodeRecord],
 ) -> AppResult<SyncReport> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_writing(db).await?;
     let mut report = SyncReport::default();
     let site_ids = apply_sites(&txn, now, sites, &mut report).await?;
     apply_nodes(&txn, now, &site_ids, nodes, &mut report).await?;
