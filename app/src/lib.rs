@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod keys;
+pub mod nodes;
 pub mod pages;
 pub mod projects;
 pub mod tokens;

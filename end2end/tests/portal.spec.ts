@@ -1,4 +1,5 @@
-import { expect, test, type Page } from "@playwright/test";
+import { expect, test } from "@playwright/test";
+import { hydrated, register } from "./helpers";
 
 // A real public key (ssh-keygen -t ed25519 -C ada@lab) and its fingerprint as `ssh-keygen -l` prints it.
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPI+DjeFyvcJhwoBHObkxNxeuORd3QSsOorXq16R8qpd ada@lab";
@@ -17,21 +18,6 @@ test.beforeEach(({ page }) => {
 test.afterEach(() => {
   expect(cspViolations, "CSP violations reported in the console").toEqual([]);
 });
-
-/** Waits until the WASM bundle has hydrated the page. */
-async function hydrated(page: Page) {
-  await page.locator("html[data-hydrated]").waitFor({ state: "attached" });
-}
-
-async function register(page: Page, email: string, name: string) {
-  await page.goto("/register");
-  await hydrated(page);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Name", { exact: true }).fill(name);
-  await page.getByLabel("Password (at least 10 characters)").fill("correct horse battery");
-  await page.getByRole("button", { name: "Create account" }).click();
-  await expect(page.getByTestId("who")).toHaveText(name);
-}
 
 test("register, create a project, add a key, create a token, log out", async ({ page }) => {
   const email = `ada+${Date.now()}@example.org`;

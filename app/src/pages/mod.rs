@@ -2,6 +2,8 @@
 
 mod account;
 mod dashboard;
+mod nodes;
+mod operators;
 mod profile;
 mod project;
 mod widgets;
@@ -100,6 +102,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/register") view=account::RegisterPage ssr=SsrMode::Async/>
                     <Route path=path!("/profile") view=profile::ProfilePage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:name") view=project::ProjectPage ssr=SsrMode::Async/>
+                    <Route path=path!("/nodes") view=nodes::NodesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/nodes/:id") view=nodes::NodePage ssr=SsrMode::Async/>
+                    <Route path=path!("/sites") view=nodes::SitesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/operators") view=operators::OperatorsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
@@ -118,6 +124,9 @@ fn Nav() -> impl IntoView {
                         Ok(Some(user)) => view! {
                             <nav>
                                 <A href="/">"Projects"</A>
+                                <A href="/nodes">"Nodes"</A>
+                                <A href="/sites">"Sites"</A>
+                                {user.is_operator.then(|| view! { <A href="/operators">"Operators"</A> })}
                                 <A href="/profile">"Profile"</A>
                                 <span class="who" data-testid="who">{user.name}</span>
                                 <ActionForm action=auth.logout attr:class="inline">

@@ -76,19 +76,43 @@ where
                 let row = row.clone();
                 Suspend::new(async move {
                     match items.await {
-                        Ok(list) if list.is_empty() => view! { <p class="muted">{empty}</p> }.into_any(),
-                        Ok(list) => view! {
-                            <table data-testid=test_id>
-                                <thead><tr>{columns.iter().map(|c| view! { <th>{*c}</th> }).collect_view()}</tr></thead>
-                                <tbody>{list.into_iter().map(row).collect_view()}</tbody>
-                            </table>
-                        }
-                        .into_any(),
+                        Ok(items) => view! { <Table items empty test_id columns row/> }.into_any(),
                         Err(error) => view! { <LoadError error/> }.into_any(),
                     }
                 })
             }}
         </Transition>
+    }
+}
+
+/// A list already loaded, shown as a table (or `empty` when there is nothing): what [`Listing`] shows once
+/// loaded, for pages whose list comes inside a larger answer (a page of nodes, a node's paths).
+#[component]
+pub fn Table<T, R, V>(
+    items: Vec<T>,
+    /// Shown when the list is empty.
+    empty: &'static str,
+    /// The table's `data-testid`.
+    test_id: &'static str,
+    columns: &'static [&'static str],
+    /// One table row (`<tr>…</tr>`) per item.
+    row: R,
+) -> impl IntoView
+where
+    T: Send + Sync + 'static,
+    R: Fn(T) -> V + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    if items.is_empty() {
+        view! { <p class="muted">{empty}</p> }.into_any()
+    } else {
+        view! {
+            <table data-testid=test_id>
+                <thead><tr>{columns.iter().map(|c| view! { <th>{*c}</th> }).collect_view()}</tr></thead>
+                <tbody>{items.into_iter().map(row).collect_view()}</tbody>
+            </table>
+        }
+        .into_any()
     }
 }
 
