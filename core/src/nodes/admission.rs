@@ -113,12 +113,12 @@ pub async fn what_if(
     view: &AdmissionView,
 ) -> AppResult<AdmissionCounts> {
     validate(view)?;
-    let world = world::build(db, now, view.allow_untested).await?;
+    let nodes = world::candidates(db, now, view.allow_untested).await?;
     let admission = to_mapper(view);
     let mut per_class: HashMap<LinkClass, (u64, u64)> = HashMap::new();
     let mut why: HashMap<Rejection, u64> = HashMap::new();
     let mut passing = std::collections::HashSet::new();
-    for n in &world.nodes {
+    for n in &nodes {
         let entry = per_class.entry(n.link_class).or_default();
         entry.0 += 1;
         match admission.check(n) {
@@ -129,11 +129,20 @@ pub async fn what_if(
             Some(r) => *why.entry(r).or_default() += 1,
         }
     }
-    let fresh_paths = world
-        .paths
-        .iter()
-        .filter(|p| passing.contains(&p.a) && passing.contains(&p.b) && admission.path_fresh(p.age_s))
-        .count() as u64;
+    // Counted by the database when every candidate or none passes (the common case while metrics are
+    // unknown); only a partial pass needs the paths themselves.
+    let since = view.max_path_age_s.map(|s| now - chrono::TimeDelta::milliseconds((s * 1000.0) as i64));
+    let fresh_paths = if passing.is_empty() {
+        0
+    } else if passing.len() == nodes.len() {
+        world::count_paths(db, view.allow_untested, since).await?
+    } else {
+        let all = world::build(db, now, view.allow_untested).await?;
+        all.paths
+            .iter()
+            .filter(|p| passing.contains(&p.a) && passing.contains(&p.b) && admission.path_fresh(p.age_s))
+            .count() as u64
+    };
     let classes = LinkClass::ALL
         .iter()
         .map(|c| {

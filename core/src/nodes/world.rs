@@ -31,6 +31,32 @@ pub async fn build(
     now: DateTime<Utc>,
     allow_untested: bool,
 ) -> AppResult<MapWorld> {
+    let nodes = candidates(db, now, allow_untested).await?;
+    let ids: HashSet<u64> = nodes.iter().map(|n| n.id).collect();
+    let age = |t: DateTime<Utc>| (now - t).as_seconds_f64().max(0.0);
+    let mut paths: Vec<MeasuredPath> = paths::all(db)
+        .await?
+        .into_iter()
+        .filter(|(a, b, _)| ids.contains(&(*a as u64)) && ids.contains(&(*b as u64)))
+        .map(|(a, b, p)| MeasuredPath {
+            a: a as u64,
+            b: b as u64,
+            latency_ms: p.latency_ms,
+            bandwidth_kbps: p.bandwidth_kbps,
+            loss: p.loss,
+            age_s: age(p.measured_at),
+        })
+        .collect();
+    paths.sort_by_key(|p| (p.a, p.b));
+    Ok(MapWorld { nodes, paths })
+}
+
+/// The world's nodes alone: the allocatable nodes with their metrics, by id.
+pub async fn candidates(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    allow_untested: bool,
+) -> AppResult<Vec<CandidateNode>> {
     let sites: HashMap<i32, String> =
         site::Entity::find().all(db).await?.into_iter().map(|s| (s.id, s.login_base)).collect();
     let rows = node::Entity::find()
@@ -57,20 +83,36 @@ pub async fn build(
             metric_age_s: age(n.metrics_at),
         })
         .collect();
-    let ids: HashSet<u64> = nodes.iter().map(|n| n.id).collect();
-    let mut paths: Vec<MeasuredPath> = paths::all(db)
-        .await?
-        .into_iter()
-        .filter(|(a, b, _)| ids.contains(&(*a as u64)) && ids.contains(&(*b as u64)))
-        .map(|(a, b, p)| MeasuredPath {
-            a: a as u64,
-            b: b as u64,
-            latency_ms: p.latency_ms,
-            bandwidth_kbps: p.bandwidth_kbps,
-            loss: p.loss,
-            age_s: age(Some(p.measured_at)).unwrap_or(0.0),
-        })
-        .collect();
-    paths.sort_by_key(|p| (p.a, p.b));
-    Ok(MapWorld { nodes, paths })
+    Ok(nodes)
+}
+
+/// How many stored paths join two allocatable nodes and were measured at or after `since` (all, without
+/// `since`): counted by the database, without loading the paths.
+pub async fn count_paths(
+    db: &impl ConnectionTrait,
+    allow_untested: bool,
+    since: Option<DateTime<Utc>>,
+) -> AppResult<u64> {
+    use sea_orm::{DatabaseBackend, Statement};
+    let backend = db.get_database_backend();
+    let pools = allocatable_pools(allow_untested)
+        .iter()
+        .map(|p| format!("'{}'", p.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!(
+        "SELECT COUNT(*) AS n FROM paths p JOIN nodes a ON a.id = p.node_a JOIN nodes b ON b.id = p.node_b \
+         WHERE a.pool IN ({pools}) AND b.pool IN ({pools})"
+    );
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    if let Some(since) = since {
+        sql.push_str(if backend == DatabaseBackend::Postgres {
+            " AND p.measured_at >= $1"
+        } else {
+            " AND p.measured_at >= ?"
+        });
+        values.push(since.into());
+    }
+    let row = db.query_one_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0) as u64)
 }
