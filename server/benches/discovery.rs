@@ -36,6 +36,8 @@ struct Row {
     what: String,
     fetch_ms: f64,
     apply_ms: f64,
+    /// The portal's part, split: loading what is stored, matching, writing.
+    phases: String,
     rows_written: u32,
 }
 
@@ -50,15 +52,18 @@ fn main() {
         rows.extend(runtime.block_on(bench(database)));
     }
     println!();
-    println!("| database | step | fetch (testbed + client) | match and write | whole | rows written |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!(
+        "| database | step | fetch (testbed + client) | load, match and write | (load / match / write) | whole | rows written |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {} |",
+            "| {} | {} | {:.0} ms | {:.0} ms | {} | {:.0} ms | {} |",
             r.database,
             r.what,
             r.fetch_ms,
             r.apply_ms,
+            r.phases,
             r.fetch_ms + r.apply_ms,
             r.rows_written
         );
@@ -92,6 +97,10 @@ async fn serve(profile: Profile) -> (Arc<Testbed>, Arc<plc::Plc>) {
     };
     let endpoint = Endpoint { url, username: ADMIN.0.to_owned(), password: ADMIN.1.to_owned() };
     (tb, Arc::new(plc::Plc::new(endpoint, settings).expect("a client")))
+}
+
+fn phases(r: &sync::SyncReport) -> String {
+    format!("{} / {} / {} ms", r.load_ms, r.match_ms, r.write_ms)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -195,6 +204,7 @@ async fn bench(kind: &'static str) -> Vec<Row> {
         what: format!("paths, {} pairs", report.read),
         fetch_ms: ms(fetched),
         apply_ms: ms(started.elapsed()),
+        phases: String::new(),
         rows_written: report.written,
     });
     let started = Instant::now();
@@ -204,6 +214,7 @@ async fn bench(kind: &'static str) -> Vec<Row> {
         what: "paths, same round again".into(),
         fetch_ms: 0.0,
         apply_ms: ms(started.elapsed()),
+        phases: String::new(),
         rows_written: again.written,
     });
     rows

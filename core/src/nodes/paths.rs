@@ -18,8 +18,49 @@ use sea_orm::{
 };
 use std::collections::HashMap;
 
-/// Rows per insert statement (7 values each: under SQLite's 32,766 and PostgreSQL's 65,535 parameters).
+/// Rows per insert statement on SQLite (7 values each: under its 32,766 parameters).
 const CHUNK: usize = 4000;
+/// Rows per statement on PostgreSQL (seven array parameters, whatever the rows).
+const PG_CHUNK: usize = 50_000;
+
+/// A PostgreSQL array literal of `items` (numbers, or quoted times).
+fn array<T>(items: &[T], show: impl Fn(&T) -> String) -> sea_orm::Value {
+    let mut text = String::with_capacity(items.len() * 12 + 2);
+    text.push('{');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&show(item));
+    }
+    text.push('}');
+    text.into()
+}
+
+type Row<'a> = ((i64, i64), (&'a PathRecord, DateTime<Utc>));
+
+fn unnest_insert(chunk: &[Row<'_>], now: DateTime<Utc>) -> Statement {
+    let values = vec![
+        array(chunk, |((a, _), _)| a.to_string()),
+        array(chunk, |((_, b), _)| b.to_string()),
+        array(chunk, |(_, (p, _))| p.latency_ms.to_string()),
+        array(chunk, |(_, (p, _))| p.bandwidth_kbps.to_string()),
+        array(chunk, |(_, (p, _))| p.loss.to_string()),
+        array(chunk, |(_, (_, t))| format!("\"{}\"", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))),
+        now.into(),
+    ];
+    Statement::from_sql_and_values(
+        sea_orm::DatabaseBackend::Postgres,
+        "INSERT INTO paths (node_a, node_b, latency_ms, bandwidth_kbps, loss, measured_at, seen_at) \
+         SELECT a, b, l, bw, ls, m, $7 FROM UNNEST(CAST($1 AS BIGINT[]), CAST($2 AS BIGINT[]), \
+         CAST($3 AS DOUBLE PRECISION[]), CAST($4 AS DOUBLE PRECISION[]), CAST($5 AS DOUBLE PRECISION[]), \
+         CAST($6 AS TIMESTAMPTZ[])) AS t(a, b, l, bw, ls, m) \
+         ON CONFLICT (node_a, node_b) DO UPDATE SET latency_ms = EXCLUDED.latency_ms, \
+         bandwidth_kbps = EXCLUDED.bandwidth_kbps, loss = EXCLUDED.loss, measured_at = EXCLUDED.measured_at, \
+         seen_at = EXCLUDED.seen_at",
+        values,
+    )
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PathReport {
@@ -118,6 +159,16 @@ pub async fn apply<C: ConnectionTrait + TransactionTrait>(
     rows.sort_by_key(|(k, _)| *k);
     let txn = crate::db::begin_writing(db).await?;
     let backend = txn.get_database_backend();
+    if backend == sea_orm::DatabaseBackend::Postgres {
+        // PostgreSQL: one statement per large chunk, the columns sent as arrays and unnested (a few
+        // parameters instead of seven per row: several times faster than multi-row VALUES).
+        for chunk in rows.chunks(PG_CHUNK) {
+            txn.execute_raw(unnest_insert(chunk, now)).await?;
+            report.written += chunk.len() as u32;
+        }
+        txn.commit().await?;
+        return Ok(report);
+    }
     for chunk in rows.chunks(CHUNK) {
         let mut insert = Query::insert();
         insert.into_table(Alias::new("paths")).columns(

@@ -7,11 +7,12 @@
 //! its run record; `last_seen` of a node still listed is refreshed at most every [`SEEN_REFRESH`].
 
 use super::identity::{self, Identity, Outcome};
-use crate::db::entity::{NodePool, identity_decision, node, node_event, site};
+use crate::db::entity::{NodePool, audit, identity_decision, node, node_event, site};
 use crate::error::AppResult;
 use crate::testbed::{NodeRecord, SiteRecord};
 use chrono::{DateTime, TimeDelta, Utc};
 use model::topology::LinkClass;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionSession,
     TransactionTrait,
@@ -49,6 +50,13 @@ pub struct SyncReport {
     pub skipped: u32,
     /// Node rows written (inserted or updated): 0 for an unchanged reading.
     pub rows_written: u32,
+    /// Milliseconds spent loading the stored nodes, matching, and writing (the portal's own part of a cycle).
+    #[serde(default)]
+    pub load_ms: u32,
+    #[serde(default)]
+    pub match_ms: u32,
+    #[serde(default)]
+    pub write_ms: u32,
     /// The testbed's API generation as discovery found it (`node-manager`, `async-only`), if it could tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<String>,
@@ -167,19 +175,20 @@ pub async fn apply<C: ConnectionTrait + TransactionTrait>(
 ) -> AppResult<SyncReport> {
     let txn = crate::db::begin_writing(db).await?;
     let mut report = SyncReport::default();
-    let site_ids = apply_sites(&txn, now, sites, &mut report).await?;
-    apply_nodes(&txn, now, &site_ids, nodes, &mut report).await?;
+    let (site_ids, bases) = apply_sites(&txn, now, sites, &mut report).await?;
+    apply_nodes(&txn, now, &site_ids, &bases, nodes, &mut report).await?;
     txn.commit().await?;
     Ok(report)
 }
 
-/// Sites: inserted, updated, marked gone. Answers testbed site id → (our id, login base).
+/// Sites: inserted, updated, marked gone. Answers testbed site id → (our id, login base) for the listed
+/// sites, and our id → login base for every stored one.
 async fn apply_sites(
     txn: &impl ConnectionTrait,
     now: DateTime<Utc>,
     sites: &[SiteRecord],
     report: &mut SyncReport,
-) -> AppResult<HashMap<i32, (i32, String)>> {
+) -> AppResult<(HashMap<i32, (i32, String)>, HashMap<i32, String>)> {
     let stored: HashMap<String, site::Model> =
         site::Entity::find().all(txn).await?.into_iter().map(|s| (s.login_base.clone(), s)).collect();
     let mut listed = BTreeSet::new();
@@ -246,7 +255,9 @@ async fn apply_sites(
         row.update(txn).await?;
         report.sites_gone += 1;
     }
-    Ok(ids)
+    let mut bases: HashMap<i32, String> = stored.values().map(|s| (s.id, s.login_base.clone())).collect();
+    bases.extend(ids.values().map(|(id, base)| (*id, base.clone())));
+    Ok((ids, bases))
 }
 
 /// The nodes of undecided identity decisions: the held records' own nodes, and all of them with their
@@ -278,12 +289,12 @@ async fn apply_nodes(
     txn: &impl ConnectionTrait,
     now: DateTime<Utc>,
     site_ids: &HashMap<i32, (i32, String)>,
+    stored_site_base: &HashMap<i32, String>,
     records: &[NodeRecord],
     report: &mut SyncReport,
 ) -> AppResult<()> {
+    let started = std::time::Instant::now();
     let stored: Vec<node::Model> = node::Entity::find().all(txn).await?;
-    let stored_site_base: HashMap<i32, String> =
-        site::Entity::find().all(txn).await?.into_iter().map(|s| (s.id, s.login_base)).collect();
     // A held record stays held until an operator decides; a held candidate that a record now matches
     // confidently is that record's node again (the decision about it then fails as stale).
     let (pending_records, pending) = pending_nodes(txn).await?;
@@ -332,11 +343,18 @@ async fn apply_nodes(
     // came in.
     usable.sort_by(|a, b| (a.0.node_id, &a.2.hostname).cmp(&(b.0.node_id, &b.2.hostname)));
     let identities: Vec<Identity> = usable.iter().map(|(_, _, i)| i.clone()).collect();
+    let match_started = std::time::Instant::now();
     let matching = identity::match_records(&known, &identities);
 
     let mut inserts: Vec<NewNode> = Vec::new();
     let mut events: Vec<node_event::ActiveModel> = Vec::new();
     let mut audits: Vec<(String, serde_json::Value)> = Vec::new();
+    let (mut to_gone, mut to_held): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    // Listed, unchanged, but `last_seen` older than SEEN_REFRESH: one statement for all.
+    let mut to_refresh: Vec<i64> = Vec::new();
+    let matched_at = std::time::Instant::now();
+    report.load_ms = ms(started.elapsed() - (matched_at - match_started));
+    report.match_ms = ms(matched_at - match_started);
 
     for ((record, site_id, ident), outcome) in usable.iter().zip(matching.outcomes.iter()) {
         let attrs = attrs_of(record, *site_id);
@@ -383,7 +401,11 @@ async fn apply_nodes(
                 }
                 let stored = stored_attrs(old);
                 let stale_seen = now - old.last_seen >= SEEN_REFRESH;
-                if stored != attrs || pool != was || stale_seen || old.gone_at.is_some() {
+                if stored == attrs && pool == was && old.gone_at.is_none() {
+                    if stale_seen {
+                        to_refresh.push(*id);
+                    }
+                } else {
                     if stored != attrs && changed.is_empty() && was != NodePool::Gone {
                         report.updated += 1;
                     }
@@ -414,7 +436,6 @@ async fn apply_nodes(
             }
             Outcome::Replaced { old, score } => {
                 let pool = if record.booted() { NodePool::New } else { NodePool::Down };
-                let old_row = by_id[old];
                 let old_ident = identity_of[old];
                 let detail = format!(
                     "replaces node {old}: its site changed from {} to {}",
@@ -447,12 +468,7 @@ async fn apply_nodes(
                     format!("node:{old}"),
                     json!({ "replaced": true, "old": old_ident, "new": ident, "score": score }),
                 ));
-                let mut row: node::ActiveModel = old_row.clone().into();
-                row.pool = Set(NodePool::Gone);
-                row.gone_at = Set(Some(now));
-                row.updated_at = Set(now);
-                row.update(txn).await?;
-                report.rows_written += 1;
+                to_gone.push(*old);
                 report.replaced += 1;
             }
             Outcome::Ambiguous { candidates, reason } => {
@@ -493,11 +509,7 @@ async fn apply_nodes(
                 String::new(),
                 "a listed record may be this node: waiting for an operator".to_owned(),
             ));
-            let mut row: node::ActiveModel = old.clone().into();
-            row.pool = Set(NodePool::Held);
-            row.updated_at = Set(now);
-            row.update(txn).await?;
-            report.rows_written += 1;
+            to_held.push(*id);
         }
     }
     // Nodes no record matched: gone, unless an operator's decision about them is pending.
@@ -515,14 +527,11 @@ async fn apply_nodes(
             String::new(),
             "no longer listed by the testbed".to_owned(),
         ));
-        let mut row: node::ActiveModel = old.clone().into();
-        row.pool = Set(NodePool::Gone);
-        row.gone_at = Set(Some(now));
-        row.updated_at = Set(now);
-        row.update(txn).await?;
-        report.rows_written += 1;
+        to_gone.push(*id);
         report.gone += 1;
     }
+    report.rows_written += set_pool(txn, &to_gone, NodePool::Gone, now).await?;
+    report.rows_written += set_pool(txn, &to_held, NodePool::Held, now).await?;
 
     // New rows, many per statement, then their events and decisions (which need their ids). A new row is
     // found again by its testbed id, unique among one reading's records.
@@ -549,13 +558,68 @@ async fn apply_nodes(
             }
         }
     }
+    report.rows_written += refresh_seen(txn, &to_refresh, now).await?;
     for chunk in events.chunks(500) {
         node_event::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
     }
-    for (target, detail) in audits {
-        crate::audit::record(txn, now, None, "node.identity", &target, detail).await?;
+    let audits: Vec<audit::ActiveModel> = audits
+        .into_iter()
+        .map(|(target, detail)| audit::ActiveModel {
+            at: Set(now),
+            actor_id: Set(None),
+            action: Set("node.identity".to_owned()),
+            target: Set(target),
+            detail: Set(detail.to_string()),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in audits.chunks(500) {
+        audit::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
     }
+    report.write_ms = ms(matched_at.elapsed());
     Ok(())
+}
+
+fn ms(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// Ids per `UPDATE … WHERE id IN (…)`.
+const ID_CHUNK: usize = 500;
+
+/// Moves `ids` to `pool` (gone: with `gone_at`), in a few statements; answers the rows written.
+async fn set_pool(
+    txn: &impl ConnectionTrait,
+    ids: &[i64],
+    pool: NodePool,
+    now: DateTime<Utc>,
+) -> AppResult<u32> {
+    let mut written = 0;
+    for chunk in ids.chunks(ID_CHUNK) {
+        let mut update = node::Entity::update_many()
+            .col_expr(node::Column::Pool, Expr::value(pool))
+            .col_expr(node::Column::UpdatedAt, Expr::value(now));
+        if pool == NodePool::Gone {
+            update = update.col_expr(node::Column::GoneAt, Expr::value(Some(now)));
+        }
+        written +=
+            update.filter(node::Column::Id.is_in(chunk.iter().copied())).exec(txn).await?.rows_affected;
+    }
+    Ok(written as u32)
+}
+
+/// Rewrites `last_seen` of listed, unchanged nodes whose stored value has grown stale.
+async fn refresh_seen(txn: &impl ConnectionTrait, ids: &[i64], now: DateTime<Utc>) -> AppResult<u32> {
+    let mut written = 0;
+    for chunk in ids.chunks(ID_CHUNK) {
+        written += node::Entity::update_many()
+            .col_expr(node::Column::LastSeen, Expr::value(now))
+            .filter(node::Column::Id.is_in(chunk.iter().copied()))
+            .exec(txn)
+            .await?
+            .rows_affected;
+    }
+    Ok(written as u32)
 }
 
 fn set_attrs(row: &mut node::ActiveModel, a: &Attrs, record: &NodeRecord) {
