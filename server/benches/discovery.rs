@@ -168,6 +168,7 @@ async fn bench(kind: &'static str) -> Vec<Row> {
         what: "first sync, 10,000 nodes".into(),
         fetch_ms: ms(fetch),
         apply_ms: ms(apply),
+        phases: phases(&first),
         rows_written: first.rows_written,
     });
     churn(&tb);
@@ -178,6 +179,7 @@ async fn bench(kind: &'static str) -> Vec<Row> {
         what: "cycle, 1% changed".into(),
         fetch_ms: ms(fetch),
         apply_ms: ms(apply),
+        phases: phases(&changed),
         rows_written: changed.rows_written,
     });
     let (fetch, apply, same) = cycle(&client, &db, t0 + chrono::TimeDelta::minutes(10)).await;
@@ -187,6 +189,7 @@ async fn bench(kind: &'static str) -> Vec<Row> {
         what: "cycle, unchanged".into(),
         fetch_ms: ms(fetch),
         apply_ms: ms(apply),
+        phases: phases(&same),
         rows_written: same.rows_written,
     });
 
