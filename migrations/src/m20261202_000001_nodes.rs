@@ -16,9 +16,12 @@
 //!   move first.
 //! - `identity_decisions`: ambiguous matches waiting for an operator: the held node, the candidates with
 //!   their scores (JSON), why; `decision` (`accept:<node id>` or `new`) and who made it once decided.
-//! - `paths`: the latest measurement per unordered node pair (`node_a < node_b`, Portolan ids, cascade with
-//!   either node), with when the sensor measured it and when the portal last read it. History, when wanted,
-//!   goes in a table of its own keyed the same way; this one stays "latest per pair".
+//! - `paths`: the latest measurement per unordered node pair (`node_a < node_b`, Portolan ids), with when the
+//!   sensor measured it and when the portal last wrote it. No foreign keys: checking two per row tripled the
+//!   cost of ingesting the feed's 120,000 pairs on PostgreSQL, and nodes are never deleted but by an
+//!   operator's merge of a held duplicate, which deletes its paths itself. On PostgreSQL the table keeps
+//!   free room on each page (`fillfactor` 45) so that each round's updates stay on their pages. History,
+//!   when wanted, goes in a table of its own keyed the same way; this one stays "latest per pair".
 //! - `discovery_runs`: one row per pass of discovery (`kind` `nodes` or `paths`): when, how long, what
 //!   changed (JSON counts), the error if it failed. Pruned to the latest few hundred.
 //! - `admission_thresholds`: one row (`id` = 1) of thresholds; a null threshold is off.
@@ -182,23 +185,14 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone("seen_at"))
                     .primary_key(Index::create().col("node_a").col("node_b"))
                     .check(Expr::col(Alias::new("node_a")).lt(Expr::col(Alias::new("node_b"))))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("paths_node_a")
-                            .from("paths", "node_a")
-                            .to("nodes", "id")
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("paths_node_b")
-                            .from("paths", "node_b")
-                            .to("nodes", "id")
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
                     .to_owned(),
             )
             .await?;
+        if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
+            // Room on each page for the next round's version of its rows: updates stay on the page (HOT)
+            // and touch no index, so a round of the feed rewrites in a third of the time.
+            manager.get_connection().execute_unprepared("ALTER TABLE paths SET (fillfactor = 45)").await?;
+        }
         manager.create_index(index("paths", "paths_node_b", &["node_b"], false)).await?;
 
         manager

@@ -220,5 +220,24 @@ async fn bench(kind: &'static str) -> Vec<Row> {
         phases: String::new(),
         rows_written: again.written,
     });
+    // The next round: every pair measured again.
+    let next: Vec<_> = feed
+        .iter()
+        .cloned()
+        .map(|mut p| {
+            p.measured_at += 900.0;
+            p
+        })
+        .collect();
+    let started = Instant::now();
+    let round = paths::apply(&db, t0 + chrono::TimeDelta::minutes(15), &next).await.expect("the paths apply");
+    rows.push(Row {
+        database: kind,
+        what: "paths, next round (all re-measured)".into(),
+        fetch_ms: 0.0,
+        apply_ms: ms(started.elapsed()),
+        phases: String::new(),
+        rows_written: round.written,
+    });
     rows
 }

@@ -26,7 +26,7 @@
 //! operator when more than two attributes changed; this matcher is deterministic, explains every match with
 //! its score and changed attributes, and asks only when the evidence really is ambiguous.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Weights of the identifying attributes (see the module documentation).
 pub const W_HOST_KEY: u32 = 8;
@@ -137,56 +137,86 @@ pub struct Matching {
 }
 
 /// A scored candidate pair, ordered best first in an order independent of the input's.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Pair {
     /// Descending score (stored negated so that ascending order is best first).
     neg_score: i64,
     node: i64,
-    /// The record's own attributes, so ties between records break the same way whatever their order.
-    record_key: (Option<i32>, String, Option<String>),
+    /// The record's rank in the order of its own attributes, so that ties between records break the same
+    /// way whatever order the records came in.
+    record_rank: usize,
     record: usize,
+}
+
+/// Every attribute's comparable value, computed once per identity.
+type Keys = [Option<String>; 4];
+
+fn keys(id: &Identity) -> Keys {
+    Attr::ALL.map(|attr| attr.key(id))
+}
+
+fn score_of(a: &Keys, b: &Keys) -> u32 {
+    Attr::ALL
+        .iter()
+        .zip(a.iter().zip(b))
+        .filter(|(_, (x, y))| x.is_some() && x == y)
+        .map(|(attr, _)| attr.weight())
+        .sum()
 }
 
 /// Matches `records` to `known` nodes (Portolan id, stored identity). See the module documentation.
 pub fn match_records(known: &[(i64, Identity)], records: &[Identity]) -> Matching {
-    let mut index: HashMap<(Attr, String), Vec<usize>> = HashMap::new();
-    for (k, (_, id)) in known.iter().enumerate() {
-        for attr in Attr::ALL {
-            if let Some(v) = attr.key(id) {
-                index.entry((attr, v)).or_default().push(k);
+    let known_keys: Vec<Keys> = known.iter().map(|(_, id)| keys(id)).collect();
+    let record_keys: Vec<Keys> = records.iter().map(keys).collect();
+    let mut index: HashMap<(usize, &str), Vec<usize>> = HashMap::with_capacity(known.len() * 4);
+    for (k, ks) in known_keys.iter().enumerate() {
+        for (a, v) in ks.iter().enumerate() {
+            if let Some(v) = v {
+                index.entry((a, v.as_str())).or_default().push(k);
             }
         }
     }
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by(|&x, &y| {
+        (records[x].testbed_id, &record_keys[x], &records[x].site).cmp(&(
+            records[y].testbed_id,
+            &record_keys[y],
+            &records[y].site,
+        ))
+    });
+    let mut rank = vec![0; records.len()];
+    for (position, &r) in order.iter().enumerate() {
+        rank[r] = position;
+    }
     let mut same_site = Vec::new();
     let mut other_site = Vec::new();
+    let mut candidates: Vec<usize> = Vec::new();
     for (r, rec) in records.iter().enumerate() {
-        let mut candidates = BTreeSet::new();
-        for attr in Attr::ALL {
-            if let Some(v) = attr.key(rec)
-                && let Some(ks) = index.get(&(attr, v))
+        candidates.clear();
+        for (a, v) in record_keys[r].iter().enumerate() {
+            if let Some(v) = v
+                && let Some(ks) = index.get(&(a, v.as_str()))
             {
                 candidates.extend(ks.iter().copied());
             }
         }
-        for k in candidates {
+        candidates.sort_unstable();
+        candidates.dedup();
+        for &k in &candidates {
             let (node, id) = &known[k];
-            let (score, _) = shared(id, rec);
-            let pair = Pair {
-                neg_score: -i64::from(score),
-                node: *node,
-                record_key: (rec.testbed_id, rec.hostname.to_ascii_lowercase(), rec.ip.clone()),
-                record: r,
-            };
+            let score = score_of(&known_keys[k], &record_keys[r]);
+            let pair = Pair { neg_score: -i64::from(score), node: *node, record_rank: rank[r], record: r };
             if id.site == rec.site { same_site.push(pair) } else { other_site.push(pair) }
         }
     }
-    same_site.sort();
-    other_site.sort();
+    same_site.sort_unstable();
+    other_site.sort_unstable();
 
     let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
-    let mut taken: BTreeSet<i64> = BTreeSet::new();
+    let mut taken: HashSet<i64> = HashSet::with_capacity(known.len());
     let mut held: BTreeSet<i64> = BTreeSet::new();
     let by_id: HashMap<i64, &Identity> = known.iter().map(|(id, ident)| (*id, ident)).collect();
+    let slot: HashMap<i64, usize> = known.iter().enumerate().map(|(k, (id, _))| (*id, k)).collect();
 
     // Confident pairs, one score at a time.
     let confident: Vec<&Pair> = same_site.iter().filter(|p| -p.neg_score >= i64::from(CONFIDENT)).collect();
@@ -195,8 +225,8 @@ pub fn match_records(known: &[(i64, Identity)], records: &[Identity]) -> Matchin
             .iter()
             .filter(|p| outcomes[p.record].is_none() && !taken.contains(&p.node) && !held.contains(&p.node))
             .collect();
-        let mut per_record: BTreeMap<usize, Vec<i64>> = BTreeMap::new();
-        let mut per_node: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        let mut per_record: HashMap<usize, Vec<i64>> = HashMap::with_capacity(open.len());
+        let mut per_node: HashMap<i64, Vec<usize>> = HashMap::with_capacity(open.len());
         for p in &open {
             per_record.entry(p.record).or_default().push(p.node);
             per_node.entry(p.node).or_default().push(p.record);
@@ -209,7 +239,13 @@ pub fn match_records(known: &[(i64, Identity)], records: &[Identity]) -> Matchin
             let rivals_of_record = &per_record[&p.record];
             let rivals_of_node = &per_node[&p.node];
             if rivals_of_record.len() == 1 && rivals_of_node.len() == 1 {
-                let changed = changed(by_id[&p.node], &records[p.record]);
+                let k = slot[&p.node];
+                let changed = Attr::ALL
+                    .into_iter()
+                    .zip(known_keys[k].iter().zip(&record_keys[p.record]))
+                    .filter(|(_, (old, new))| old != new)
+                    .map(|(attr, _)| attr)
+                    .collect();
                 outcomes[p.record] = Some(Outcome::Matched { node: p.node, score, changed });
                 taken.insert(p.node);
             } else {

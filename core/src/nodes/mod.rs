@@ -394,6 +394,14 @@ pub async fn decide<C: ConnectionTrait + TransactionTrait>(
             row.pool = Set(pool_for(booted));
             row.updated_at = Set(now);
             row.update(&txn).await?;
+            // The held duplicate's measured paths are the accepted node's from now on (the feed names
+            // them by the hostname they share); the next round of the feed stores them under its id.
+            let backend = txn.get_database_backend();
+            let sql = match backend {
+                sea_orm::DatabaseBackend::Postgres => "DELETE FROM paths WHERE node_a = $1 OR node_b = $1",
+                _ => "DELETE FROM paths WHERE node_a = ?1 OR node_b = ?1",
+            };
+            txn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, [held.id.into()])).await?;
             node::Entity::delete_by_id(held.id).exec(&txn).await?;
             insert_event(
                 &txn,

@@ -14,8 +14,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use model::topology::LinkClass;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionSession,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
+    TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
@@ -68,6 +68,27 @@ impl SyncReport {
     }
 }
 
+/// What discovery reads of a stored node: its identity and the attributes it compares.
+#[derive(Clone, Debug, PartialEq, sea_orm::FromQueryResult)]
+struct StoredNode {
+    id: i64,
+    testbed_id: Option<i32>,
+    hostname: String,
+    ip: Option<String>,
+    host_key: Option<String>,
+    site_id: i32,
+    link_class: String,
+    country: Option<String>,
+    boot_state: String,
+    tags: String,
+    cpu_cores: Option<i32>,
+    memory_mb: Option<i32>,
+    disk_gb: Option<i32>,
+    pool: NodePool,
+    last_seen: DateTime<Utc>,
+    gone_at: Option<DateTime<Utc>>,
+}
+
 /// The node attributes discovery keeps, derived from a record.
 #[derive(Clone, Debug, PartialEq)]
 struct Attrs {
@@ -107,7 +128,7 @@ fn attrs_of(record: &NodeRecord, site_id: i32) -> Attrs {
     }
 }
 
-fn stored_attrs(n: &node::Model) -> Attrs {
+fn stored_attrs(n: &StoredNode) -> Attrs {
     Attrs {
         testbed_id: n.testbed_id,
         hostname: n.hostname.clone(),
@@ -294,7 +315,29 @@ async fn apply_nodes(
     report: &mut SyncReport,
 ) -> AppResult<()> {
     let started = std::time::Instant::now();
-    let stored: Vec<node::Model> = node::Entity::find().all(txn).await?;
+    let stored: Vec<StoredNode> = node::Entity::find()
+        .select_only()
+        .columns([
+            node::Column::Id,
+            node::Column::TestbedId,
+            node::Column::Hostname,
+            node::Column::Ip,
+            node::Column::HostKey,
+            node::Column::SiteId,
+            node::Column::LinkClass,
+            node::Column::Country,
+            node::Column::BootState,
+            node::Column::Tags,
+            node::Column::CpuCores,
+            node::Column::MemoryMb,
+            node::Column::DiskGb,
+            node::Column::Pool,
+            node::Column::LastSeen,
+            node::Column::GoneAt,
+        ])
+        .into_model::<StoredNode>()
+        .all(txn)
+        .await?;
     // A held record stays held until an operator decides; a held candidate that a record now matches
     // confidently is that record's node again (the decision about it then fails as stale).
     let (pending_records, pending) = pending_nodes(txn).await?;
@@ -315,7 +358,7 @@ async fn apply_nodes(
             )
         })
         .collect();
-    let by_id: HashMap<i64, &node::Model> = stored.iter().map(|n| (n.id, n)).collect();
+    let by_id: HashMap<i64, &StoredNode> = stored.iter().map(|n| (n.id, n)).collect();
     let identity_of: HashMap<i64, &Identity> = known.iter().map(|(id, ident)| (*id, ident)).collect();
 
     // Records at a listed site, once per testbed id (a testbed listing one id twice is a broken answer).
@@ -409,13 +452,14 @@ async fn apply_nodes(
                     if stored != attrs && changed.is_empty() && was != NodePool::Gone {
                         report.updated += 1;
                     }
-                    let mut row: node::ActiveModel = old.clone().into();
+                    let mut row = <node::ActiveModel as Default>::default();
                     set_attrs(&mut row, &attrs, record);
                     row.pool = Set(pool);
                     row.last_seen = Set(now);
                     row.gone_at = Set(None);
                     row.updated_at = Set(now);
-                    row.update(txn).await?;
+                    // Only the columns set here; no row is read back.
+                    node::Entity::update_many().set(row).filter(node::Column::Id.eq(*id)).exec(txn).await?;
                     report.rows_written += 1;
                 }
             }
