@@ -464,18 +464,9 @@ async fn insert_event(
     new: &serde_json::Value,
     detail: &str,
 ) -> AppResult<()> {
-    node_event::ActiveModel {
-        node_id: Set(node_id),
-        at: Set(at),
-        kind: Set("decided".to_owned()),
-        score: Set(None),
-        old: Set(old.to_string()),
-        new: Set(new.to_string()),
-        detail: Set(detail.to_owned()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
+    sync::event(node_id, at, "decided", None, old.to_string(), new.to_string(), detail.to_owned())
+        .insert(db)
+        .await?;
     Ok(())
 }
 

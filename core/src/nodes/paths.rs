@@ -210,19 +210,18 @@ pub async fn nearest(db: &impl ConnectionTrait, id: i64, n: u64) -> AppResult<Ve
     );
     let rows = db.query_all_raw(Statement::from_string(backend, sql)).await?;
     rows.into_iter()
-        .map(|row| {
-            Ok((
-                row.try_get("", "peer")?,
-                row.try_get("", "hostname")?,
-                Stored {
-                    latency_ms: row.try_get("", "latency_ms")?,
-                    bandwidth_kbps: row.try_get("", "bandwidth_kbps")?,
-                    loss: row.try_get("", "loss")?,
-                    measured_at: row.try_get("", "measured_at")?,
-                },
-            ))
-        })
+        .map(|row| Ok((row.try_get("", "peer")?, row.try_get("", "hostname")?, stored(&row)?)))
         .collect()
+}
+
+/// The measurement columns of a row.
+fn stored(row: &sea_orm::QueryResult) -> Result<Stored, sea_orm::DbErr> {
+    Ok(Stored {
+        latency_ms: row.try_get("", "latency_ms")?,
+        bandwidth_kbps: row.try_get("", "bandwidth_kbps")?,
+        loss: row.try_get("", "loss")?,
+        measured_at: row.try_get("", "measured_at")?,
+    })
 }
 
 /// Every stored pair (a < b) with its measurement, for the mapper's world.
@@ -235,17 +234,6 @@ pub async fn all(db: &impl ConnectionTrait) -> AppResult<Vec<(i64, i64, Stored)>
         ))
         .await?;
     rows.into_iter()
-        .map(|row| {
-            Ok((
-                row.try_get("", "node_a")?,
-                row.try_get("", "node_b")?,
-                Stored {
-                    latency_ms: row.try_get("", "latency_ms")?,
-                    bandwidth_kbps: row.try_get("", "bandwidth_kbps")?,
-                    loss: row.try_get("", "loss")?,
-                    measured_at: row.try_get("", "measured_at")?,
-                },
-            ))
-        })
+        .map(|row| Ok((row.try_get("", "node_a")?, row.try_get("", "node_b")?, stored(&row)?)))
         .collect()
 }

@@ -160,7 +160,7 @@ fn listed_pool(was: NodePool, booted: bool) -> NodePool {
     }
 }
 
-fn event(
+pub(super) fn event(
     node_id: i64,
     at: DateTime<Utc>,
     kind: &str,
