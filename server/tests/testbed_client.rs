@@ -82,6 +82,10 @@ async fn session_auth_works_and_survives_a_lost_session() {
     // The testbed forgets its sessions (a restart would): the client makes a new one.
     tb.state().sessions.clear();
     assert_eq!(plc.sites().await.unwrap().len(), tb.world.sites.len());
+    let key = tb.state().sessions.keys().next().cloned().expect("a new session was made");
+    // Neither the session key nor the password shows in the client's Debug output (it reaches logs).
+    let shown = format!("{plc:?}");
+    assert!(!shown.contains(&key) && !shown.contains(ADMIN.1), "{shown}");
 }
 
 #[tokio::test]

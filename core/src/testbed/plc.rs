@@ -57,7 +57,6 @@ impl Default for Settings {
     }
 }
 
-#[derive(Debug)]
 pub struct Plc {
     http: reqwest::Client,
     endpoint: Endpoint,
@@ -68,6 +67,17 @@ pub struct Plc {
     generation: Mutex<Option<Generation>>,
     /// The portal's own person id at the testbed (found once).
     person_id: Mutex<Option<i32>>,
+}
+
+impl std::fmt::Debug for Plc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the session key (nor the password: `Endpoint`'s own Debug leaves it out).
+        f.debug_struct("Plc")
+            .field("endpoint", &self.endpoint)
+            .field("settings", &self.settings)
+            .field("generation", &self.last_generation())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Plc {
