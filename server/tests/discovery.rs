@@ -416,10 +416,64 @@ async fn an_unreachable_or_refusing_testbed_wipes_nothing(app: TestApp) {
     assert!(!runs[1].ok);
 }
 
+fn record(id: i32, host: &str, ip: &str) -> portolan_core::testbed::NodeRecord {
+    portolan_core::testbed::NodeRecord {
+        node_id: id,
+        hostname: host.into(),
+        site_id: 1,
+        boot_state: "boot".into(),
+        ip: Some(ip.into()),
+        host_key: None,
+        last_contact: None,
+        tags: Default::default(),
+    }
+}
+
+/// A held candidate whose own record comes back is matched again and released; accepting it for the held
+/// record afterwards is refused as stale (409), and "new node" still settles the decision.
+async fn a_stale_decision_is_refused(app: TestApp) {
+    let sites = [portolan_core::testbed::SiteRecord {
+        site_id: 1,
+        login_base: "alpha".into(),
+        name: "Alpha".into(),
+        enabled: true,
+        max_slices: None,
+        latitude: None,
+        longitude: None,
+    }];
+    let t = portal_time();
+    sync::apply(&app.db, t, &sites, &[record(1, "a.alpha.edu", "10.0.0.1")]).await.unwrap();
+    let a = id_of(&app, "a.alpha.edu").await;
+    // Another record shares only the IP: held, with `a` as its candidate.
+    let report = sync::apply(&app.db, t, &sites, &[record(2, "z.alpha.edu", "10.0.0.1")]).await.unwrap();
+    assert_eq!(report.held, 1, "{report:?}");
+    let pending = nodes::decisions(&app.db).await.unwrap();
+    assert_eq!(pending[0].candidates[0].node.id, a);
+    // `a`'s own record is listed again: matched, released from hold.
+    let both = [record(1, "a.alpha.edu", "10.0.0.1"), record(2, "z.alpha.edu", "10.0.0.1")];
+    sync::apply(&app.db, t, &sites, &both).await.unwrap();
+    assert_eq!(stored(&app).await[&a].pool, NodePool::New);
+    app.user("operator@example.org").await;
+    let op_id =
+        app.scalar("SELECT CAST(id AS BIGINT) FROM users WHERE email = 'operator@example.org'").await as i32;
+    let op = Caller { user_id: op_id, ..operator() };
+    let accept = model::nodes::Decision::Accept { node_id: a };
+    let e = nodes::decide(&app.db, t, &op, pending[0].id, &accept).await.unwrap_err();
+    assert_eq!(e.code, model::error::ErrorCode::Conflict, "{e:?}");
+    nodes::decide(&app.db, t, &op, pending[0].id, &model::nodes::Decision::New).await.unwrap();
+    assert_eq!(stored(&app).await[&id_of(&app, "z.alpha.edu").await].pool, NodePool::New);
+    assert_eq!(
+        stored(&app).await[&a].pool,
+        NodePool::New,
+        "a node matched meanwhile is not released as gone"
+    );
+}
+
 on_both_databases!(
     first_sync_then_churn_of_every_kind,
     shuffled_records_give_the_same_result,
     ambiguous_match_waits_for_an_operator,
     paths_are_stored_follow_renames_and_the_world_matches_the_export,
     an_unreachable_or_refusing_testbed_wipes_nothing,
+    a_stale_decision_is_refused,
 );
