@@ -61,6 +61,8 @@ pub struct Testbed {
     tickets: ticket::Tickets,
     state: Mutex<State>,
     calls: AtomicU64,
+    /// Faults injected so far: timeouts, 503s, faults 106.
+    injected: [AtomicU64; 3],
     /// The longest the state lock was held so far, in nanoseconds of real time.
     max_hold_ns: AtomicU64,
     /// Bounds the CPU-heavy work (PLCAPI calls, the sensor feed) running at once on tokio's blocking pool.
@@ -136,6 +138,7 @@ impl Testbed {
             start,
             state: Mutex::new(state),
             calls: AtomicU64::new(0),
+            injected: Default::default(),
             max_hold_ns: AtomicU64::new(0),
             permits: Arc::new(tokio::sync::Semaphore::new(blocking_permits())),
             sensor: sensor::Cache::default(),
@@ -212,7 +215,7 @@ impl Testbed {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         let api = &self.profile.api;
         let u = random::unit(self.seed, "api-fault", &[n]);
-        if u < api.timeout_probability {
+        let fate = if u < api.timeout_probability {
             Injected::Timeout
         } else if u < api.timeout_probability + api.http_5xx_probability {
             Injected::Unavailable
@@ -220,7 +223,25 @@ impl Testbed {
             Injected::Fault
         } else {
             Injected::None
+        };
+        if let Some(slot) = Self::slot(fate) {
+            self.injected[slot].fetch_add(1, Ordering::Relaxed);
         }
+        fate
+    }
+
+    fn slot(fate: Injected) -> Option<usize> {
+        match fate {
+            Injected::Timeout => Some(0),
+            Injected::Unavailable => Some(1),
+            Injected::Fault => Some(2),
+            Injected::None => None,
+        }
+    }
+
+    /// How many calls so far were given `fate` (for tests that must know a fault really happened).
+    pub fn injected(&self, fate: Injected) -> u64 {
+        Self::slot(fate).map_or(0, |slot| self.injected[slot].load(Ordering::Relaxed))
     }
 
     /// Runs one PLCAPI call (no fault injection: that is the HTTP layer's). Synchronous and possibly heavy

@@ -215,4 +215,9 @@ async fn late_answers_are_repeated_safely_under_the_harsh_profile() {
         plc.delete_slice(name).await.unwrap_or_else(|e| panic!("delete {name} again: {e}"));
     }
     assert_eq!(tb.state().slices.len(), 0);
+    // The test exercised what it claims: late answers (which took effect), 503s and faults 106 happened.
+    use reference_testbed::Injected;
+    for fate in [Injected::Timeout, Injected::Unavailable, Injected::Fault] {
+        assert!(tb.injected(fate) > 0, "no {fate:?} was injected: the test proves nothing about it");
+    }
 }

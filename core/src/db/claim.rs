@@ -215,6 +215,19 @@ impl Leased {
     }
 }
 
+/// The consecutive failed passes of the task `kind`/`key` so far (0 if there is no such task).
+pub async fn task_attempts(db: &impl ConnectionTrait, kind: &str, key: &str) -> Result<i32, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => "SELECT attempts FROM reconcile_tasks WHERE kind = $1 AND key = $2",
+        DatabaseBackend::Sqlite => "SELECT attempts FROM reconcile_tasks WHERE kind = ? AND key = ?",
+        other => return Err(unsupported(other)),
+    };
+    let row =
+        db.query_one_raw(Statement::from_sql_and_values(backend, sql, [kind.into(), key.into()])).await?;
+    Ok(row.map(|r| r.try_get::<i32>("", "attempts")).transpose()?.unwrap_or(0))
+}
+
 /// Registers the task `kind`/`key` (due at `due_at`) unless it exists, and returns its id either way.
 pub async fn ensure_task(
     db: &impl ConnectionTrait,

@@ -135,8 +135,10 @@ impl Admission {
         self.max_path_age_s.is_none_or(|max| age_s <= max)
     }
 
-    /// Checks every threshold; the error names the field (`admission.max_load`).
-    pub fn validate(&self) -> AppResult<()> {
+    /// Checks every threshold; the error names the field as `prefix` + its name (`admission.max_load` in a
+    /// policy file, `max_load` in the API, whose body is the thresholds alone).
+    pub fn validate_as(&self, prefix: &str) -> AppResult<()> {
+        let field = |name: &str| format!("{prefix}{name}");
         let checks = [
             ("max_load", self.max_load),
             ("min_disk_free_pct", self.min_disk_free_pct),
@@ -145,32 +147,26 @@ impl Admission {
             ("max_path_age_s", self.max_path_age_s),
         ];
         for (name, value) in checks {
-            let field = format!("admission.{name}");
+            let f = field(name);
             if let Some(v) = value
                 && !(0.0..=1e12).contains(&v)
             {
-                return Err(AppError::invalid(
-                    &field,
-                    format!("{field} must be a number ≥ 0 (or off), not {v}"),
-                ));
+                return Err(AppError::invalid(&f, format!("{f} must be a number ≥ 0 (or off), not {v}")));
             }
         }
         if self.max_load == Some(0.0) {
-            return Err(AppError::invalid("admission.max_load", "admission.max_load must be above 0"));
+            let f = field("max_load");
+            return Err(AppError::invalid(&f, format!("{f} must be above 0")));
         }
         if let Some(pct) = self.min_disk_free_pct
             && pct > 100.0
         {
-            return Err(AppError::invalid(
-                "admission.min_disk_free_pct",
-                format!("admission.min_disk_free_pct is a percentage (0–100), not {pct}"),
-            ));
+            let f = field("min_disk_free_pct");
+            return Err(AppError::invalid(&f, format!("{f} is a percentage (0–100), not {pct}")));
         }
         if self.exclude_after_failures > 1000 {
-            return Err(AppError::invalid(
-                "admission.exclude_after_failures",
-                "admission.exclude_after_failures must be at most 1000 (0: off)",
-            ));
+            let f = field("exclude_after_failures");
+            return Err(AppError::invalid(&f, format!("{f} must be at most 1000 (0: off)")));
         }
         Ok(())
     }
@@ -178,7 +174,7 @@ impl Admission {
 
 impl Policy {
     pub fn validate(&self) -> AppResult<()> {
-        self.admission.validate()?;
+        self.admission.validate_as("admission.")?;
         let checks = [
             ("weights.load", self.weights.load),
             ("weights.unreliability", self.weights.unreliability),

@@ -44,15 +44,7 @@ pub fn to_mapper(view: &AdmissionView) -> Admission {
 
 /// Checks every field; the error names the one that is wrong.
 pub fn validate(view: &AdmissionView) -> AppResult<()> {
-    to_mapper(view).validate().map_err(|mut e| {
-        // The API's fields are the thresholds themselves, not `admission.…`.
-        if let Some(f) = e.field.take() {
-            let plain = f.trim_start_matches("admission.").to_owned();
-            e.message = e.message.replace(&f, &plain);
-            e.field = Some(plain);
-        }
-        e
-    })
+    to_mapper(view).validate_as("")
 }
 
 pub async fn get(db: &impl ConnectionTrait) -> AppResult<AdmissionView> {

@@ -108,26 +108,27 @@ impl Discovery {
             return Ok(Pass::Skipped);
         };
         let started = Instant::now();
+        // What changed, for the run's record: the report as JSON.
         let outcome = match task {
-            Task::Nodes => self.sync_nodes(now).await.map(Pass::Nodes),
-            Task::Paths => self.sync_paths(now).await.map(Pass::Paths),
+            Task::Nodes => self
+                .sync_nodes(now)
+                .await
+                .map(|r| (serde_json::to_value(&r).unwrap_or_default(), Pass::Nodes(r))),
+            Task::Paths => self
+                .sync_paths(now)
+                .await
+                .map(|r| (serde_json::to_value(&r).unwrap_or_default(), Pass::Paths(r))),
         };
         let elapsed = started.elapsed();
         let (pass, counts, error) = match outcome {
-            Ok(Pass::Nodes(r)) => {
-                (Pass::Nodes(r.clone()), serde_json::to_value(&r).unwrap_or_default(), None)
-            }
-            Ok(Pass::Paths(r)) => {
-                (Pass::Paths(r.clone()), serde_json::to_value(&r).unwrap_or_default(), None)
-            }
-            Ok(other) => (other, serde_json::Value::Null, None),
+            Ok((counts, pass)) => (pass, counts, None),
             Err(why) => {
                 tracing::warn!(task = task.key(), "discovery failed: {why}");
                 (Pass::Failed(why.clone()), serde_json::json!({}), Some(why))
             }
         };
         self.record(task, now, elapsed, &counts, error.as_deref()).await?;
-        let attempts = self.attempts(task).await?;
+        let attempts = claim::task_attempts(&self.db, KIND, task.key()).await?;
         let next = match error {
             None => match task {
                 Task::Nodes => self.schedule.nodes_every,
@@ -157,22 +158,6 @@ impl Discovery {
     async fn sync_paths(&self, now: DateTime<Utc>) -> Result<paths::PathReport, String> {
         let feed = self.testbed.paths().await.map_err(|e| e.to_string())?;
         paths::apply(&self.db, now, &feed).await.map_err(|e| e.to_string())
-    }
-
-    async fn attempts(&self, task: Task) -> AppResult<i32> {
-        use sea_orm::{ConnectionTrait, Statement};
-        let backend = self.db.get_database_backend();
-        let sql = match backend {
-            sea_orm::DatabaseBackend::Postgres => {
-                "SELECT attempts FROM reconcile_tasks WHERE kind = $1 AND key = $2"
-            }
-            _ => "SELECT attempts FROM reconcile_tasks WHERE kind = ? AND key = ?",
-        };
-        let row = self
-            .db
-            .query_one_raw(Statement::from_sql_and_values(backend, sql, [KIND.into(), task.key().into()]))
-            .await?;
-        Ok(row.map(|r| r.try_get::<i32>("", "attempts")).transpose()?.unwrap_or(0))
     }
 
     async fn record(

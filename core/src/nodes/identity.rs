@@ -107,11 +107,6 @@ pub fn shared(a: &Identity, b: &Identity) -> (u32, Vec<Attr>) {
     (attrs.iter().map(|a| a.weight()).sum(), attrs)
 }
 
-/// The attributes that differ between what was stored and what the testbed says now.
-pub fn changed(old: &Identity, new: &Identity) -> Vec<Attr> {
-    Attr::ALL.into_iter().filter(|attr| attr.key(old) != attr.key(new)).collect()
-}
-
 /// What became of one testbed record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {

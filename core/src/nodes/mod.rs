@@ -27,8 +27,8 @@ use model::nodes::{
 };
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionSession, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 use std::collections::HashMap;
@@ -472,9 +472,6 @@ async fn insert_event(
 
 /// Nodes per pool (for the operators' page and tests).
 pub async fn pool_counts(db: &impl ConnectionTrait) -> AppResult<HashMap<NodePool, u64>> {
-    let mut out = HashMap::new();
-    for p in NodePool::ALL {
-        out.insert(p, node::Entity::find().filter(node::Column::Pool.eq(p)).count(db).await?);
-    }
-    Ok(out)
+    let page = list(db, &NodeQuery { limit: Some(1), ..NodeQuery::default() }).await?;
+    Ok(page.pools.iter().filter_map(|c| NodePool::parse(&c.pool).map(|p| (p, c.count))).collect())
 }

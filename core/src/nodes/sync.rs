@@ -152,10 +152,10 @@ fn identity_json(id: &Identity) -> String {
 /// The pool a listed node should be in, given where it was.
 fn listed_pool(was: NodePool, booted: bool) -> NodePool {
     match (was, booted) {
-        (NodePool::Held, _) => NodePool::Held,
         (_, false) => NodePool::Down,
-        // Back from down or gone: tested again before it is lent (the slivers issue's liveness check).
-        (NodePool::Down | NodePool::Gone, true) => NodePool::New,
+        // Back from down or gone, or released from hold: tested again before it is lent (the slivers
+        // issue's liveness check).
+        (NodePool::Down | NodePool::Gone | NodePool::Held, true) => NodePool::New,
         (other, true) => other,
     }
 }
@@ -214,6 +214,8 @@ async fn apply_sites(
         site::Entity::find().all(txn).await?.into_iter().map(|s| (s.login_base.clone(), s)).collect();
     let mut listed = BTreeSet::new();
     let mut ids = HashMap::with_capacity(sites.len());
+    // Listed and unchanged, `last_seen` grown stale: rewritten together.
+    let mut stale: Vec<i32> = Vec::new();
     for record in sites {
         let base = record.login_base.trim().to_ascii_lowercase();
         if base.is_empty() || !listed.insert(base.clone()) {
@@ -221,15 +223,14 @@ async fn apply_sites(
         }
         match stored.get(&base) {
             Some(old) => {
-                let same = old.testbed_id == record.site_id
+                let changed = !(old.testbed_id == record.site_id
                     && old.name == record.name
                     && old.enabled == record.enabled
                     && old.max_slices == record.max_slices
                     && old.latitude == record.latitude
                     && old.longitude == record.longitude
-                    && old.present
-                    && now - old.last_seen < SEEN_REFRESH;
-                if !same {
+                    && old.present);
+                if changed {
                     let mut row: site::ActiveModel = old.clone().into();
                     row.testbed_id = Set(record.site_id);
                     row.name = Set(record.name.clone());
@@ -241,9 +242,9 @@ async fn apply_sites(
                     row.gone_at = Set(None);
                     row.last_seen = Set(now);
                     row.update(txn).await?;
-                    if now - old.last_seen < SEEN_REFRESH || !old.present {
-                        report.sites_changed += 1;
-                    }
+                    report.sites_changed += 1;
+                } else if now - old.last_seen >= SEEN_REFRESH {
+                    stale.push(old.id);
                 }
                 ids.insert(record.site_id, (old.id, base));
             }
@@ -275,6 +276,13 @@ async fn apply_sites(
         row.gone_at = Set(Some(now));
         row.update(txn).await?;
         report.sites_gone += 1;
+    }
+    for chunk in stale.chunks(ID_CHUNK) {
+        site::Entity::update_many()
+            .col_expr(site::Column::LastSeen, Expr::value(now))
+            .filter(site::Column::Id.is_in(chunk.iter().copied()))
+            .exec(txn)
+            .await?;
     }
     let mut bases: HashMap<i32, String> = stored.values().map(|s| (s.id, s.login_base.clone())).collect();
     bases.extend(ids.values().map(|(id, base)| (*id, base.clone())));
@@ -408,11 +416,7 @@ async fn apply_nodes(
                 let old = by_id[id];
                 let was = old.pool;
                 let held_here = pending_records.contains(id) && was == NodePool::Held;
-                let pool = if held_here {
-                    NodePool::Held
-                } else {
-                    listed_pool(if was == NodePool::Held { NodePool::New } else { was }, record.booted())
-                };
+                let pool = if held_here { NodePool::Held } else { listed_pool(was, record.booted()) };
                 if !changed.is_empty() {
                     let old_ident = identity_of[id];
                     let names: Vec<&str> = changed.iter().map(|a| a.as_str()).collect();

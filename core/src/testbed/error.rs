@@ -134,17 +134,6 @@ impl fmt::Display for TestbedError {
 
 impl std::error::Error for TestbedError {}
 
-impl From<TestbedError> for model::error::AppError {
-    fn from(e: TestbedError) -> Self {
-        // The testbed's own words are for operators (the log, the operators' page), not for every caller.
-        tracing::warn!("{e}");
-        model::error::AppError::new(
-            model::error::ErrorCode::Unavailable,
-            "the testbed did not answer as expected",
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
