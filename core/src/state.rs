@@ -14,6 +14,8 @@ pub struct AppState {
     /// where no testbed is needed (the `admin` commands, some tests).
     pub testbed: Option<Arc<dyn testbed::Testbed>>,
     pub settings: Arc<Settings>,
+    /// The agents' API (manifests, heartbeats); `None` where no agent calls (the `admin` commands).
+    pub agents: Option<Arc<crate::slivers::agent_api::AgentApi>>,
 }
 
 /// The portal settings the services need (the binary's configuration is read in `server`).
@@ -26,6 +28,6 @@ pub struct Settings {
 impl AppState {
     /// A state on `db` with the real clock, no testbed and default settings.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db, clock: Clock::real(), testbed: None, settings: Arc::default() }
+        Self { db, clock: Clock::real(), testbed: None, settings: Arc::default(), agents: None }
     }
 }

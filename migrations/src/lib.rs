@@ -10,6 +10,7 @@ mod m20261201_000001_integrity;
 mod m20261201_000002_reconcile;
 mod m20261201_000003_login_throttle;
 mod m20261202_000001_nodes;
+mod m20261203_000001_slivers;
 
 /// An index on `cols` of `table`, unique or not: every migration's index statement.
 fn index(table: &'static str, name: &str, cols: &[&'static str], unique: bool) -> IndexCreateStatement {
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_reconcile::Migration),
             Box::new(m20261201_000003_login_throttle::Migration),
             Box::new(m20261202_000001_nodes::Migration),
+            Box::new(m20261203_000001_slivers::Migration),
         ]
     }
 }

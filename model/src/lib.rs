@@ -11,6 +11,7 @@ pub mod keys;
 pub mod limits;
 pub mod nodes;
 pub mod projects;
+pub mod slivers;
 pub mod tokens;
 pub mod topology;
 pub mod world;

@@ -1,9 +1,21 @@
 //! `portolan testbed …`: run the reference testbed alone, or export its world for the mapper; and the
 //! in-process testbed that `portolan serve` starts when no testbed URL is configured.
+//!
+//! The slivers' SSH endpoints ([`crate::ssh`]) are off unless asked for: `--ssh-listen 0.0.0.0:2222` serves
+//! every simulated sliver there (node `i` at 127.64.0.0 + i + 1, port 2222; `GetNodeTags` then publishes
+//! each node's `ssh_endpoint`), and `--sshd-node` hands a node to a real `sshd` (repeatable):
+//!
+//! ```text
+//! --sshd-node HOSTNAME,addr=IP:PORT,host-key=FILE.pub,authorized-keys=FILE[,login=USER]
+//! ```
+//!
+//! `host-key` is the `sshd`'s public host key file (one OpenSSH line), `authorized-keys` the file its
+//! `AuthorizedKeysFile` names (the testbed rewrites it), `login` the one Unix user it accepts, when the login
+//! is not the slice's name. [`serve_ssh_on`] does the same for the embedded testbed.
 
 use crate::{Settings, Testbed, clock::Clock, parse_admin, profile::Profile, world::World};
 use anyhow::Context;
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -25,6 +37,88 @@ pub struct TestbedArgs {
     /// An admin account, `EMAIL:PASSWORD` (may be repeated).
     #[arg(long = "admin", value_name = "EMAIL:PASSWORD")]
     pub admins: Vec<String>,
+    /// Serve the simulated slivers' SSH endpoints here (bind 0.0.0.0: each node has its own 127.64.x.y
+    /// address on this port). Default: no SSH endpoints.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub ssh_listen: Option<SocketAddr>,
+    /// Back a node with a real sshd (may be repeated; see the module documentation).
+    #[arg(
+        long = "sshd-node",
+        value_name = "HOSTNAME,addr=IP:PORT,host-key=FILE.pub,authorized-keys=FILE[,login=USER]"
+    )]
+    pub sshd_nodes: Vec<String>,
+}
+
+/// One `--sshd-node`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshdNode {
+    pub hostname: String,
+    pub addr: SocketAddr,
+    pub host_key: PathBuf,
+    pub authorized_keys: PathBuf,
+    pub login: Option<String>,
+}
+
+/// Parses `HOSTNAME,addr=IP:PORT,host-key=FILE.pub,authorized-keys=FILE[,login=USER]`.
+pub fn parse_sshd_node(text: &str) -> Result<SshdNode, String> {
+    let mut parts = text.split(',');
+    let hostname = parts.next().filter(|h| !h.is_empty() && !h.contains('=')).ok_or_else(|| {
+        format!("--sshd-node {text:?}: expected HOSTNAME,addr=IP:PORT,host-key=FILE,authorized-keys=FILE")
+    })?;
+    let (mut addr, mut host_key, mut authorized_keys, mut login) = (None, None, None, None);
+    for part in parts {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("--sshd-node {hostname}: {part:?} is not KEY=VALUE"))?;
+        match key {
+            "addr" => {
+                addr = Some(
+                    value.parse::<SocketAddr>().map_err(|e| format!("--sshd-node {hostname}: addr: {e}"))?,
+                )
+            }
+            "host-key" => host_key = Some(PathBuf::from(value)),
+            "authorized-keys" => authorized_keys = Some(PathBuf::from(value)),
+            "login" => login = Some(value.to_owned()),
+            other => return Err(format!("--sshd-node {hostname}: unknown {other:?}")),
+        }
+    }
+    let missing = |what: &str| format!("--sshd-node {hostname}: {what}= is missing");
+    Ok(SshdNode {
+        hostname: hostname.to_owned(),
+        addr: addr.ok_or_else(|| missing("addr"))?,
+        host_key: host_key.ok_or_else(|| missing("host-key"))?,
+        authorized_keys: authorized_keys.ok_or_else(|| missing("authorized-keys"))?,
+        login,
+    })
+}
+
+/// Hands the `--sshd-node` nodes to their sshds.
+fn back_with_sshds(tb: &Arc<Testbed>, nodes: &[String]) -> anyhow::Result<()> {
+    for text in nodes {
+        let node = parse_sshd_node(text).map_err(anyhow::Error::msg)?;
+        let key = std::fs::read_to_string(&node.host_key)
+            .with_context(|| format!("cannot read the host key {}", node.host_key.display()))?;
+        tb.back_with_sshd(&node.hostname, &key, node.addr, node.login.as_deref(), node.authorized_keys)
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+/// Serves `testbed`'s simulated SSH endpoints on `listen` (bind `0.0.0.0:<port>`; port 0 picks one) in the
+/// background, until the process ends; answers the address bound.
+pub async fn serve_ssh_on(testbed: &Arc<Testbed>, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen for SSH on {listen}"))?;
+    let bound = listener.local_addr()?;
+    let testbed = testbed.clone();
+    tokio::spawn(async move {
+        if let Err(e) = testbed.serve_ssh(listener, std::future::pending()).await {
+            tracing::error!("reference testbed: the SSH endpoints stopped: {e}");
+        }
+    });
+    tracing::info!("reference testbed: slivers' SSH endpoints on port {}", bound.port());
+    Ok(bound)
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -61,6 +155,10 @@ pub async fn run(args: TestbedArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let tb = Testbed::new(settings(&args.profile, args.seed, args.time_scale, &args.admins)?);
+    back_with_sshds(&tb, &args.sshd_nodes)?;
+    if let Some(listen) = args.ssh_listen {
+        serve_ssh_on(&tb, listen).await?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;

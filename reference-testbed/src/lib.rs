@@ -4,7 +4,9 @@
 //! - `/PLCAPI/`: PLCAPI over XML-RPC (Python's `xmlrpc.client` drives it as PlanetLab users' scripts did);
 //! - `/NodeManager/{hostname}/`: each node's manager, the synchronous path (only in the `node-manager`
 //!   generation);
-//! - `/sensor/paths.json`, `/sensor/paths.csv`: the all-pairs path feed.
+//! - `/sensor/paths.json`, `/sensor/paths.csv`: the all-pairs path feed;
+//! - every sliver's SSH endpoint ([`ssh`], served apart by [`Testbed::serve_ssh`]), where most slivers are
+//!   simulated ([`sliver`]) and some may be real `sshd`s ([`Testbed::back_with_sshd`]).
 //!
 //! Its world ([`world`]) comes from the real PlanetLab data; its behaviour ([`profile`]) from a profile, with
 //! every random choice drawn from one seed ([`random`]); its time ([`clock`]) may run scaled. State lives in
@@ -19,6 +21,8 @@ pub mod plcapi;
 pub mod profile;
 pub mod random;
 pub mod sensor;
+pub mod sliver;
+pub mod ssh;
 pub mod state;
 pub mod ticket;
 pub mod world;
@@ -68,6 +72,8 @@ pub struct Testbed {
     /// Bounds the CPU-heavy work (PLCAPI calls, the sensor feed) running at once on tokio's blocking pool.
     permits: Arc<tokio::sync::Semaphore>,
     pub(crate) sensor: sensor::Cache,
+    /// The slivers' SSH endpoints: listener port, sshd-backed nodes, simulated slivers.
+    pub(crate) ssh: ssh::Endpoints,
 }
 
 /// The state, locked, brought up to now. Dropping it releases the lock and records how long it was held.
@@ -142,6 +148,7 @@ impl Testbed {
             max_hold_ns: AtomicU64::new(0),
             permits: Arc::new(tokio::sync::Semaphore::new(blocking_permits())),
             sensor: sensor::Cache::default(),
+            ssh: ssh::Endpoints::default(),
         })
     }
 

@@ -392,6 +392,7 @@ fn get_nodes(tb: &Testbed, call: &Call, now: f64) -> PlcResult<Value> {
         let slices = if query.wants("slice_ids") { state.slices_by_node() } else { HashMap::new() };
         (state.nodes.clone(), state.by_id.clone(), state.by_host.clone(), slices)
     };
+    let ssh = tb.ssh.published();
     let candidates: Vec<usize> = match query.ids() {
         Some((ids, names)) => {
             let mut found: Vec<usize> = ids
@@ -419,7 +420,7 @@ fn get_nodes(tb: &Testbed, call: &Call, now: f64) -> PlcResult<Value> {
                 .put("node_type", || string("regular"))
                 .put("model", || string("Custom"))
                 .put("version", || string("PlanetLab 4.3"))
-                .put("ssh_rsa_key", || string(&w.host_key))
+                .put("ssh_rsa_key", || string(ssh.host_key(i, &w.host_key)))
                 .put("interface_ids", || ints([interface_id(i)]))
                 .put("slice_ids", || take_ids(&mut slices_by_node, &i))
                 .put("last_contact", || if n.up { time(now - 60.0) } else { time(n.last_change) })
@@ -477,10 +478,12 @@ fn get_interfaces(tb: &Testbed, call: &Call) -> PlcResult<Value> {
 
 const NODE_TAG_FIELDS: &[&str] = &["node_tag_id", "node_id", "tagname", "value"];
 
-/// Node tags carry what PLC kept in tags and Portolan needs: link class, country, capacity, resources.
+/// Node tags carry what PLC kept in tags and Portolan needs: link class, country, capacity, resources; and
+/// where the sliver's SSH endpoint answers (`ssh_endpoint`, `ssh_login`: see [`crate::ssh`]).
 fn get_node_tags(tb: &Testbed, call: &Call) -> PlcResult<Value> {
     let query = call.query(NODE_TAG_FIELDS, "node_tag_id", "tagname")?;
     let nodes = tb.state().nodes.clone();
+    let ssh = tb.ssh.published();
     let mut rows = Vec::new();
     for i in (0..nodes.len()).filter(|&i| nodes[i].present) {
         let w = &tb.world.nodes[i];
@@ -496,6 +499,7 @@ fn get_node_tags(tb: &Testbed, call: &Call) -> PlcResult<Value> {
         if let Some(bw) = w.bw_limit_kbps {
             tags.push(("bw_limit_kbps", bw.to_string()));
         }
+        tags.extend(ssh.tags(i));
         for (k, (tagname, value)) in tags.into_iter().enumerate() {
             rows.push(
                 RowBuilder::new(&query)

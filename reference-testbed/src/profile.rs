@@ -17,6 +17,7 @@ pub struct Profile {
     pub lease: Lease,
     pub api: Api,
     pub world: WorldShape,
+    pub ssh: Ssh,
 }
 
 /// The asynchronous path: after `AddSliceToNodes`, a sliver comes up after a long-tailed delay.
@@ -91,6 +92,18 @@ pub struct Api {
 pub enum Generation {
     AsyncOnly,
     NodeManager,
+}
+
+/// The simulated slivers' SSH endpoints (see `crate::sliver`): how slow and how unreliable each bring-up
+/// command is. Slivers backed by a real `sshd` are not affected.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ssh {
+    /// Testbed seconds each command takes before it answers (a slow sliver), slept on the testbed clock.
+    pub exec_delay_s: f64,
+    /// Chance that a command fails (exit status 255, `simulated failure` on stderr) without doing anything;
+    /// drawn from the seed, the slice, the node and how many commands the sliver has run.
+    pub exec_fail_probability: f64,
 }
 
 /// Which world: the real PlanetLab one (`nodes = 0`) or a generated one of `nodes` nodes.
@@ -186,6 +199,7 @@ impl Profile {
     /// finite and ≥ 0 (and bounded, so that no duration overflows when it is slept), ranges are ordered.
     pub fn validate(&self) -> Result<(), String> {
         let (i, nm, c, l, a) = (&self.instantiation, &self.node_manager, &self.churn, &self.lease, &self.api);
+        let ssh = &self.ssh;
         // Each knob's allowed values (a range never holds NaN; a bounded one never holds infinity) and how
         // they are described.
         let probability = || (0.0..=1.0, "a probability from 0 to 1".to_owned());
@@ -206,12 +220,14 @@ impl Profile {
             ("api.fault_probability", a.fault_probability, probability()),
             ("api.http_5xx_probability", a.http_5xx_probability, probability()),
             ("api.timeout_probability", a.timeout_probability, probability()),
+            ("ssh.exec_fail_probability", ssh.exec_fail_probability, probability()),
             ("instantiation.max_s", i.max_s, duration()),
             ("node_manager.create_min_s", nm.create_min_s, duration()),
             ("node_manager.create_max_s", nm.create_max_s, duration()),
             ("lease.skew_max_hours", l.skew_max_hours, duration()),
             ("api.timeout_delay_s", a.timeout_delay_s, duration()),
             ("api.switch_after_s", a.switch_after_s, duration()),
+            ("ssh.exec_delay_s", ssh.exec_delay_s, duration()),
             ("churn.down_per_hour", c.down_per_hour, rate()),
             ("churn.up_per_hour", c.up_per_hour, rate()),
             ("churn.leave_per_hour", c.leave_per_hour, rate()),
@@ -315,6 +331,8 @@ mod tests {
             ("lease", "skew_probability = -0.5", "lease.skew_probability"),
             ("lease", "skew_max_hours = -1.0", "lease.skew_max_hours"),
             ("world", "nodes = 100000000", "world.nodes"),
+            ("ssh", "exec_delay_s = -1.0", "ssh.exec_delay_s"),
+            ("ssh", "exec_fail_probability = 1.5", "ssh.exec_fail_probability"),
         ];
         for (table, knob, want) in cases {
             let err = Profile::parse(&format!("[{table}]\n{knob}\n")).unwrap_err();

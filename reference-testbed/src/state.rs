@@ -335,6 +335,19 @@ impl State {
         by_node
     }
 
+    /// The SSH keys (OpenSSH text, as their owners gave them) of every member of `slice`, in member then key
+    /// order: who may log in to its slivers.
+    pub fn member_keys(&self, slice: i32) -> Vec<&str> {
+        let Some(slice) = self.slices.get(&slice) else { return Vec::new() };
+        slice
+            .person_ids
+            .iter()
+            .filter_map(|p| self.persons.get(p))
+            .flat_map(|p| p.key_ids.iter().filter_map(|k| self.keys.get(k)))
+            .map(|(_, key)| key.as_str())
+            .collect()
+    }
+
     /// The slice called `name`.
     pub fn slice_by_name(&self, name: &str) -> Option<&Slice> {
         self.slices.values().find(|s| s.name == name)

@@ -15,14 +15,22 @@
 //! | `log` | `PORTOLAN_LOG` | `info` | a tracing filter, e.g. `info,server=debug` |
 //! | `testbed_url` | `PORTOLAN_TESTBED_URL` | none | a PLCAPI URL; unset, `serve` runs the reference testbed in-process |
 //! | `testbed_listen` | `PORTOLAN_TESTBED_LISTEN` | `127.0.0.1:3001` | where the in-process reference testbed listens |
+//! | `testbed_ssh_listen` | `PORTOLAN_TESTBED_SSH_LISTEN` | `0.0.0.0:0` (a free port) | where the in-process testbed's slivers answer SSH: node *i* at 127.64.0.0 + *i* + 1 on this port (loopback only: connections to any other address are closed at once) |
 //! | `testbed_profile` | `PORTOLAN_TESTBED_PROFILE` | `mild` | its profile: `mild`, `paper`, `harsh` or a TOML file |
 //! | `testbed_seed` | `PORTOLAN_TESTBED_SEED` | `1` | its seed |
-//! | `testbed_time_scale` | `PORTOLAN_TESTBED_TIME_SCALE` | `1` | testbed seconds per real second |
+//! | `testbed_time_scale` | `PORTOLAN_TESTBED_TIME_SCALE` | `1` | testbed seconds per real second; the portal's own clock follows it when the testbed is embedded |
 //! | `testbed_user` | `PORTOLAN_TESTBED_USER` | none | the portal's account at the testbed of `testbed_url` (an e-mail address; the embedded testbed makes its own) |
 //! | `testbed_password` | `PORTOLAN_TESTBED_PASSWORD` | none | its password (never logged) |
 //! | `testbed_timeout_s` | `PORTOLAN_TESTBED_TIMEOUT_S` | `30` | one attempt of a testbed call; retryable failures are retried for up to 4× this |
 //! | `discovery_nodes_s` | `PORTOLAN_DISCOVERY_NODES_S` | `300` | seconds between readings of the testbed's sites and nodes (10 to 86400) |
 //! | `discovery_paths_s` | `PORTOLAN_DISCOVERY_PATHS_S` | `900` | seconds between readings of the sensor's path feed (10 to 86400) |
+//! | `agent_url` | `PORTOLAN_AGENT_URL` | `public_url`, else `http://<listen>` (`127.0.0.1` for an unspecified address) | the portal's URL as slivers reach it: agents heartbeat there and fetch their binary there |
+//! | `agent_binary` | `PORTOLAN_AGENT_BINARY` | the running `portolan` | the binary bring-up installs in slivers (Linux x86-64, like the slivers), served at `/agent/v1/portolan/<sha256>` |
+//! | `heartbeat_s` | `PORTOLAN_HEARTBEAT_S` | `30` | seconds between an agent's heartbeats (1 to 3600) |
+//! | `silence_s` | `PORTOLAN_SILENCE_S` | `120` | a sliver silent this long is down (more than `heartbeat_s`, at most 86400) |
+//! | `bringup_concurrency` | `PORTOLAN_BRINGUP_CONCURRENCY` | `32` | slivers brought up at once per process (1 to 1024) |
+//! | `liveness_batch` | `PORTOLAN_LIVENESS_BATCH` | `64` | nodes (re-)tested per liveness pass, every 5 s (1 to 10000) |
+//! | `service_slice` | `PORTOLAN_SERVICE_SLICE` | `<first site's login base>_portolan` | the name of Portolan's own slice, with a sliver on every node |
 //! | `header_timeout_s` | `PORTOLAN_HEADER_TIMEOUT_S` | `10` | a connection that has not sent a request's whole head (request line and headers) this many seconds after it opened, or after its last answer (an idle keep-alive connection), is closed; fractions allowed (0 < s ≤ 3600) |
 //! | `body_timeout_s` | `PORTOLAN_BODY_TIMEOUT_S` | `30` | a request's whole body must have arrived this many seconds after its head, however steadily it trickles in, else the request is answered 400 (JSON) and its connection closed; fractions allowed (0 < s ≤ 3600) |
 //! | `max_in_flight` | `PORTOLAN_MAX_IN_FLIGHT` | `512` | requests handled at once; beyond it a request is answered 503 (JSON) at once instead of queueing |
@@ -53,6 +61,7 @@ pub struct Config {
     pub log: String,
     pub testbed_url: Option<String>,
     pub testbed_listen: SocketAddr,
+    pub testbed_ssh_listen: SocketAddr,
     pub testbed_profile: String,
     pub testbed_seed: u64,
     pub testbed_time_scale: f64,
@@ -61,6 +70,13 @@ pub struct Config {
     pub testbed_timeout_s: f64,
     pub discovery_nodes_s: f64,
     pub discovery_paths_s: f64,
+    pub agent_url: Option<String>,
+    pub agent_binary: Option<PathBuf>,
+    pub heartbeat_s: f64,
+    pub silence_s: f64,
+    pub bringup_concurrency: usize,
+    pub liveness_batch: u32,
+    pub service_slice: Option<String>,
     pub header_timeout_s: f64,
     pub body_timeout_s: f64,
     pub max_in_flight: usize,
@@ -81,6 +97,7 @@ impl Default for Config {
             log: "info".to_owned(),
             testbed_url: None,
             testbed_listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            testbed_ssh_listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             testbed_profile: "mild".to_owned(),
             testbed_seed: 1,
             testbed_time_scale: 1.0,
@@ -89,6 +106,13 @@ impl Default for Config {
             testbed_timeout_s: 30.0,
             discovery_nodes_s: 300.0,
             discovery_paths_s: 900.0,
+            agent_url: None,
+            agent_binary: None,
+            heartbeat_s: 30.0,
+            silence_s: 120.0,
+            bringup_concurrency: 32,
+            liveness_batch: 64,
+            service_slice: None,
             header_timeout_s: 10.0,
             body_timeout_s: 30.0,
             max_in_flight: 512,
@@ -192,6 +216,7 @@ impl Config {
                 });
             }
         }
+        self.validate_slivers()?;
         seconds(self.header_timeout_s, "header_timeout_s (PORTOLAN_HEADER_TIMEOUT_S)")?;
         seconds(self.body_timeout_s, "body_timeout_s (PORTOLAN_BODY_TIMEOUT_S)")?;
         if self.max_in_flight == 0 {
@@ -204,6 +229,69 @@ impl Config {
             return Err(ConfigError::Invalid { setting: "log (PORTOLAN_LOG)", why: e.to_string() });
         }
         Ok(())
+    }
+
+    fn validate_slivers(&self) -> Result<(), ConfigError> {
+        http_url(&self.agent_url, "agent_url (PORTOLAN_AGENT_URL)")?;
+        if let Some(url) = &self.agent_url
+            && !portolan_agent::bringup::is_safe_url(url)
+        {
+            return Err(ConfigError::Invalid {
+                setting: "agent_url (PORTOLAN_AGENT_URL)",
+                why: "must be a plain http(s) URL without quotes or spaces".to_owned(),
+            });
+        }
+        let invalid = |setting, why: String| Err(ConfigError::Invalid { setting, why });
+        if !(1.0..=3600.0).contains(&self.heartbeat_s) {
+            return invalid(
+                "heartbeat_s (PORTOLAN_HEARTBEAT_S)",
+                format!("must be from 1 to 3600, not {}", self.heartbeat_s),
+            );
+        }
+        if !(self.silence_s > self.heartbeat_s && self.silence_s <= 86_400.0) {
+            return invalid(
+                "silence_s (PORTOLAN_SILENCE_S)",
+                format!(
+                    "must be more than heartbeat_s ({}) and at most 86400, not {}",
+                    self.heartbeat_s, self.silence_s
+                ),
+            );
+        }
+        if !(1..=1024).contains(&self.bringup_concurrency) {
+            return invalid(
+                "bringup_concurrency (PORTOLAN_BRINGUP_CONCURRENCY)",
+                "must be from 1 to 1024".to_owned(),
+            );
+        }
+        if !(1..=10_000).contains(&self.liveness_batch) {
+            return invalid("liveness_batch (PORTOLAN_LIVENESS_BATCH)", "must be from 1 to 10000".to_owned());
+        }
+        if let Some(name) = &self.service_slice {
+            let valid = name.len() <= 64
+                && name.split_once('_').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return invalid(
+                    "service_slice (PORTOLAN_SERVICE_SLICE)",
+                    format!(
+                        "{name:?} is no slice name: <login_base>_<name>, lower-case letters, digits and _"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Where slivers reach the portal, which listens on `bound`.
+    pub fn agent_url(&self, bound: SocketAddr) -> String {
+        if let Some(url) = self.agent_url.as_ref().or(self.public_url.as_ref()) {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let ip = match bound.ip() {
+            ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, bound.port()))
     }
 
     /// The database to use: the configured URL, or the embedded SQLite file in the data directory.

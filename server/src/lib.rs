@@ -1,5 +1,6 @@
 //! The `portolan` server: configuration, the HTTP application, the REST API, and the commands of the binary.
 
+pub mod agent;
 pub mod api;
 pub mod commands;
 pub mod config;
@@ -9,8 +10,9 @@ pub mod web;
 use chrono::TimeDelta;
 use config::Config;
 use portolan_core::{
-    db,
+    db, liveness,
     nodes::discovery::{Discovery, Schedule, Task},
+    slivers::{self, Artifact, agent_api::AgentApi, ingest::Ingest},
     state::{AppState, Settings},
     supervisor::Supervisor,
     testbed::{Endpoint, Testbed, plc},
@@ -55,10 +57,61 @@ pub fn app_state(
     db: sea_orm::DatabaseConnection,
     testbed: Option<Arc<dyn Testbed>>,
 ) -> AppState {
+    // The embedded testbed may run its time scaled (demos: an hour in a minute); the portal's clock then
+    // runs at the same scale, so that its waits and the testbed's guarantees agree.
+    let clock = match (&config.testbed_url, config.testbed_time_scale) {
+        (None, scale) if scale != 1.0 => portolan_core::clock::Clock::scaled(chrono::Utc::now(), scale),
+        _ => portolan_core::clock::Clock::real(),
+    };
     AppState {
         testbed,
+        clock,
         settings: Arc::new(Settings { public_url: config.public_url.clone() }),
         ..AppState::new(db)
+    }
+}
+
+/// How slivers are brought up and watched, from the configuration; the portal listens on `bound`.
+pub fn sliver_settings(
+    config: &Config,
+    bound: std::net::SocketAddr,
+    artifact: Option<Artifact>,
+) -> slivers::Settings {
+    let secs = |s: f64| TimeDelta::milliseconds((s * 1000.0) as i64);
+    slivers::Settings {
+        agent_url: config.agent_url(bound),
+        artifact,
+        heartbeat: secs(config.heartbeat_s),
+        silence: secs(config.silence_s),
+        concurrency: config.bringup_concurrency,
+        ..slivers::Settings::default()
+    }
+}
+
+/// The agent binary slivers get (`agent_binary`, else the running executable), hashed off the async workers.
+/// `None`, logged, if it cannot be read: bring-ups then fail at `install` with that reason.
+pub async fn agent_artifact(config: &Config) -> Option<Artifact> {
+    let path = match config.agent_binary.clone().map_or_else(std::env::current_exe, Ok) {
+        Ok(path) => path,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot tell which binary to hand to slivers");
+            return None;
+        }
+    };
+    let shown = path.display().to_string();
+    match tokio::task::spawn_blocking(move || Artifact::of(path)).await {
+        Ok(Ok(artifact)) => {
+            tracing::info!(path = %shown, sha256 = %artifact.sha256, bytes = artifact.bytes, "agent binary");
+            Some(artifact)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(path = %shown, error = %e, "cannot read the agent binary (PORTOLAN_AGENT_BINARY)");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "hashing the agent binary failed");
+            None
+        }
     }
 }
 
@@ -79,11 +132,30 @@ pub async fn serve_state(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let supervisor = background(&state, config);
+    let mut state = state;
+    let bound = listener.local_addr()?;
+    let settings = Arc::new(sliver_settings(config, bound, agent_artifact(config).await));
+    let ingest = Ingest::new();
+    state.agents = Some(Arc::new(AgentApi::new(
+        state.db.clone(),
+        state.clock.clone(),
+        settings.clone(),
+        state.testbed.clone(),
+        ingest.clone(),
+    )));
+    let stop_ingest = tokio_util::sync::CancellationToken::new();
+    let writer = tokio::spawn({
+        let (ingest, db, stop) = (ingest.clone(), state.db.clone(), stop_ingest.clone());
+        async move { ingest.run(db, stop).await }
+    });
+    let supervisor = background(&state, config, settings).await;
     let app = web::router(state, config);
     let served = web::serve(listener, app, config.header_timeout(), shutdown).await;
-    // The loops stop after the last request is answered (or at once, if serving failed).
+    // The loops stop after the last request is answered (or at once, if serving failed), then the
+    // heartbeat writer, after writing what is pending.
     supervisor.shutdown().await;
+    stop_ingest.cancel();
+    let _ = writer.await;
     served?;
     Ok(())
 }
@@ -92,7 +164,7 @@ pub async fn serve_state(
 pub const SESSION_EXPIRY_PERIOD: TimeDelta = TimeDelta::hours(1);
 
 /// Starts the portal's background loops under one supervisor, on the state's clock.
-pub fn background(state: &AppState, config: &Config) -> Supervisor {
+pub async fn background(state: &AppState, config: &Config, slivers: Arc<slivers::Settings>) -> Supervisor {
     let mut supervisor = Supervisor::new(state.clock.clone());
     let store = db::session_store::DbSessionStore::new(state.db.clone());
     supervisor.every("session-expiry", SESSION_EXPIRY_PERIOD, move || {
@@ -111,8 +183,71 @@ pub fn background(state: &AppState, config: &Config) -> Supervisor {
                 async move { discovery.pass(task).await.map(|_| ()) }
             });
         }
+        match slivers::portal_identity(&state.db, state.clock.now()).await {
+            Ok(identity) => start_liveness(&mut supervisor, state, config, testbed, identity, slivers),
+            Err(e) => tracing::error!(error = %e, "no SSH identity: slivers are not brought up"),
+        }
     }
+    let db = state.db.clone();
+    let clock = state.clock.clone();
+    supervisor.every("metrics-downsampling", DOWNSAMPLE_PERIOD, move || {
+        let (db, now) = (db.clone(), clock.now());
+        async move { liveness::monitor::downsample(&db, now).await.map(|_| ()) }
+    });
     supervisor
+}
+
+/// How often the bring-up and liveness loops look for due slivers and nodes.
+pub const SLIVER_POLL: TimeDelta = TimeDelta::seconds(1);
+pub const LIVENESS_POLL: TimeDelta = TimeDelta::seconds(5);
+/// How often older metrics are folded into coarser buckets.
+pub const DOWNSAMPLE_PERIOD: TimeDelta = TimeDelta::minutes(10);
+
+fn start_liveness(
+    supervisor: &mut Supervisor,
+    state: &AppState,
+    config: &Config,
+    testbed: &Arc<dyn Testbed>,
+    identity: portolan_core::ssh::Identity,
+    slivers: Arc<slivers::Settings>,
+) {
+    let reconciler = slivers::reconcile::Reconciler::new(
+        state.db.clone(),
+        state.clock.clone(),
+        testbed.clone(),
+        identity.clone(),
+        slivers.clone(),
+    );
+    supervisor.every("slivers", SLIVER_POLL, move || {
+        let reconciler = reconciler.clone();
+        async move { reconciler.pass().await.map(|_| ()) }
+    });
+    let settings = liveness::Settings {
+        service_slice: config.service_slice.clone(),
+        testbed_user: testbed_user(config),
+        batch: config.liveness_batch,
+        silence: slivers.silence,
+        ..liveness::Settings::default()
+    };
+    let liveness = Arc::new(liveness::Liveness::new(
+        state.db.clone(),
+        state.clock.clone(),
+        testbed.clone(),
+        identity,
+        settings,
+    ));
+    supervisor.every("liveness", LIVENESS_POLL, move || {
+        let liveness = liveness.clone();
+        async move { liveness.pass().await.map(|_| ()) }
+    });
+}
+
+/// The testbed account the portal acts as: the configured one, or the embedded testbed's admin.
+fn testbed_user(config: &Config) -> String {
+    match (&config.testbed_url, &config.testbed_user) {
+        (Some(_), Some(user)) => user.clone(),
+        _ => commands::EMBEDDED_ADMIN.to_owned(),
+    }
 }
 
 /// How often each discovery loop looks whether its task is due.

@@ -27,6 +27,19 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Admin(Admin),
+    /// Run the agent (inside a sliver: bring-up installs and starts it). It applies the portal's manifest
+    /// and heartbeats until stopped.
+    Agent {
+        /// The agent's configuration (JSON, written by bring-up: `$HOME/.portolan/agent.json`).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Start in the background (stopping one already running) and return.
+        #[arg(long, conflicts_with = "stop")]
+        detach: bool,
+        /// Stop the agent running in the background.
+        #[arg(long)]
+        stop: bool,
+    },
     /// Run the reference testbed alone (PLCAPI at /PLCAPI/), or export its world.
     Testbed(reference_testbed::cli::TestbedArgs),
     /// Map a topology onto a world with the mapper and print the answer as JSON (formats: see the README).
@@ -75,6 +88,17 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The portal's configuration matters to the portal's commands only: `testbed` and `map` take arguments.
     match cli.command {
+        Command::Agent { config, detach, stop } => {
+            init_tracing("info");
+            if detach {
+                portolan_agent::daemon::detach(&config)?;
+            } else if stop {
+                portolan_agent::daemon::stop(&config)?;
+            } else {
+                portolan_agent::daemon::run_foreground(&config).await?;
+            }
+            Ok(())
+        }
         Command::Testbed(args) => {
             init_tracing("info");
             reference_testbed::cli::run(args).await

@@ -109,7 +109,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         )
     });
 
-    Router::new()
+    // The agents' endpoints take none of the portal's session, CSRF or body layers (see crate::agent).
+    let agents = crate::agent::router(&state).layer(TraceLayer::new_for_http());
+    let portal = Router::new()
         .merge(api::router(state))
         .merge(site)
         .layer(axum::middleware::from_fn(csrf::check))
@@ -136,7 +138,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(header("x-frame-options", "DENY"))
         .layer(header("referrer-policy", "same-origin"))
         .layer(tower::util::option_layer(hsts))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http());
+    Router::new().merge(agents).merge(portal)
 }
 
 /// The policy of every answer that is not a rendered page (JSON, files, errors): nothing inline runs.

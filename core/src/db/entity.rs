@@ -339,6 +339,9 @@ pub mod node {
         pub lease_owner: Option<String>,
         pub lease_until: Option<DateTimeUtc>,
         pub updated_at: DateTimeUtc,
+        pub check_failures: i32,
+        pub check_successes: i32,
+        pub last_check_at: Option<DateTimeUtc>,
     }
     no_relations!();
 }
@@ -423,6 +426,209 @@ pub mod admission_threshold {
         pub allow_untested: bool,
         pub updated_at: Option<DateTimeUtc>,
         pub updated_by: Option<i32>,
+    }
+    no_relations!();
+}
+
+/// Whose a sliver is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, serde::Serialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum SliverKind {
+    /// Portolan's own, on every node: proves the node live and reports its load.
+    #[sea_orm(string_value = "service")]
+    Service,
+    /// A researcher's experiment's.
+    #[sea_orm(string_value = "experiment")]
+    Experiment,
+}
+
+/// Where a sliver's bring-up stands (see `crate::provision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, serde::Serialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum SliverStep {
+    /// The slice is to be bound to the node (or the node manager asked to create the sliver).
+    #[sea_orm(string_value = "bind")]
+    Bind,
+    /// Waiting for the testbed to instantiate the sliver (polled with backoff).
+    #[sea_orm(string_value = "wait")]
+    Wait,
+    #[sea_orm(string_value = "connect")]
+    Connect,
+    #[sea_orm(string_value = "install")]
+    Install,
+    #[sea_orm(string_value = "configure")]
+    Configure,
+    #[sea_orm(string_value = "start")]
+    Start,
+    /// The agent runs; waiting for its first heartbeat.
+    #[sea_orm(string_value = "heartbeat")]
+    Heartbeat,
+    /// Brought up end to end.
+    #[sea_orm(string_value = "ready")]
+    Ready,
+}
+
+impl SliverStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bind => "bind",
+            Self::Wait => "wait",
+            Self::Connect => "connect",
+            Self::Install => "install",
+            Self::Configure => "configure",
+            Self::Start => "start",
+            Self::Heartbeat => "heartbeat",
+            Self::Ready => "ready",
+        }
+    }
+}
+
+/// A sliver's health, from its heartbeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, serde::Serialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Being brought up; no heartbeat yet.
+    #[sea_orm(string_value = "booting")]
+    Booting,
+    /// Heartbeating.
+    #[sea_orm(string_value = "up")]
+    Up,
+    /// Silent for longer than allowed, or its bring-up failed.
+    #[sea_orm(string_value = "down")]
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Booting => "booting",
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+pub mod sliver {
+    use super::{Health, SliverKind, SliverStep};
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "slivers")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub kind: SliverKind,
+        pub slice_name: String,
+        pub node_id: i64,
+        pub step: SliverStep,
+        pub health: Health,
+        pub credential_hash: Option<String>,
+        pub attempt_started_at: Option<DateTimeUtc>,
+        pub step_started_at: Option<DateTimeUtc>,
+        pub polls: i32,
+        pub up_at: Option<DateTimeUtc>,
+        pub last_heartbeat_at: Option<DateTimeUtc>,
+        pub heartbeats: i64,
+        pub manifest_version: Option<String>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub manifest_error: Option<String>,
+        #[sea_orm(column_type = "Text")]
+        pub startup: String,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub last_error: Option<String>,
+        pub error_step: Option<String>,
+        pub error_class: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub due_at: Option<DateTimeUtc>,
+        pub lease_owner: Option<String>,
+        pub lease_until: Option<DateTimeUtc>,
+    }
+    no_relations!();
+}
+
+pub mod sliver_attempt {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sliver_attempts")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub sliver_id: i64,
+        pub node_id: i64,
+        pub site_id: i32,
+        pub kind: String,
+        pub generation: String,
+        pub started_at: DateTimeUtc,
+        pub finished_at: DateTimeUtc,
+        pub seconds: f64,
+        pub failed_step: Option<String>,
+        pub class: Option<String>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub error: Option<String>,
+    }
+    no_relations!();
+}
+
+pub mod node_metric {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "node_metrics")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub node_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub width_s: i32,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub at: DateTimeUtc,
+        pub samples: i32,
+        pub load: Option<f64>,
+        pub memory_total_mb: Option<f64>,
+        pub memory_free_mb: Option<f64>,
+        pub disk_free_pct: Option<f64>,
+        pub net_rx_bps: Option<f64>,
+        pub net_tx_bps: Option<f64>,
+    }
+    no_relations!();
+}
+
+pub mod pool_event {
+    use super::NodePool;
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pool_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub node_id: i64,
+        pub at: DateTimeUtc,
+        pub from_pool: NodePool,
+        pub to_pool: NodePool,
+        #[sea_orm(column_type = "Text")]
+        pub reason: String,
+    }
+    no_relations!();
+}
+
+pub mod portal_identity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "portal_identity")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        #[sea_orm(column_type = "Text")]
+        pub ssh_private_key: String,
+        #[sea_orm(column_type = "Text")]
+        pub ssh_public_key: String,
+        pub created_at: DateTimeUtc,
     }
     no_relations!();
 }

@@ -7,7 +7,7 @@
 //! its run record; `last_seen` of a node still listed is refreshed at most every [`SEEN_REFRESH`].
 
 use super::identity::{self, Identity, Outcome};
-use crate::db::entity::{NodePool, audit, identity_decision, node, node_event, site};
+use crate::db::entity::{NodePool, audit, identity_decision, node, node_event, pool_event, site};
 use crate::error::AppResult;
 use crate::testbed::{NodeRecord, SiteRecord};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -87,6 +87,7 @@ struct StoredNode {
     pool: NodePool,
     last_seen: DateTime<Utc>,
     gone_at: Option<DateTime<Utc>>,
+    check_failures: i32,
 }
 
 /// The node attributes discovery keeps, derived from a record.
@@ -149,14 +150,44 @@ fn identity_json(id: &Identity) -> String {
     serde_json::to_string(id).unwrap_or_else(|_| "{}".to_owned())
 }
 
-/// The pool a listed node should be in, given where it was.
-fn listed_pool(was: NodePool, booted: bool) -> NodePool {
+/// The pool a listed node should be in, given where it was and how many liveness checks in a row it failed.
+fn listed_pool(was: NodePool, booted: bool, check_failures: i32) -> NodePool {
     match (was, booted) {
         (_, false) => NodePool::Down,
-        // Back from down or gone, or released from hold: tested again before it is lent (the slivers
-        // issue's liveness check).
+        // Down because its service sliver failed: it stays down until the liveness loop's re-test passes.
+        (NodePool::Down, true) if check_failures > 0 => NodePool::Down,
+        // Back from down (not booted) or gone, or released from hold: tested again before it is lent
+        // (crate::liveness).
         (NodePool::Down | NodePool::Gone | NodePool::Held, true) => NodePool::New,
         (other, true) => other,
+    }
+}
+
+/// Why discovery moved a node to `to`.
+fn pool_reason(to: NodePool) -> &'static str {
+    match to {
+        NodePool::Down => "discovery: not booted",
+        NodePool::New => "discovery: listed and booted; to be tested",
+        NodePool::Gone => "discovery: no longer listed",
+        NodePool::Held => "discovery: identity ambiguous, held for an operator",
+        NodePool::Free => "discovery",
+    }
+}
+
+fn pool_change(
+    node_id: i64,
+    from: NodePool,
+    to: NodePool,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> pool_event::ActiveModel {
+    pool_event::ActiveModel {
+        node_id: Set(node_id),
+        at: Set(at),
+        from_pool: Set(from),
+        to_pool: Set(to),
+        reason: Set(reason.to_owned()),
+        ..Default::default()
     }
 }
 
@@ -342,6 +373,7 @@ async fn apply_nodes(
             node::Column::Pool,
             node::Column::LastSeen,
             node::Column::GoneAt,
+            node::Column::CheckFailures,
         ])
         .into_model::<StoredNode>()
         .all(txn)
@@ -399,6 +431,7 @@ async fn apply_nodes(
 
     let mut inserts: Vec<NewNode> = Vec::new();
     let mut events: Vec<node_event::ActiveModel> = Vec::new();
+    let mut pool_changes: Vec<pool_event::ActiveModel> = Vec::new();
     let mut audits: Vec<(String, serde_json::Value)> = Vec::new();
     let (mut to_gone, mut to_held): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
     // Listed and changed: their new attributes, written together after the loop.
@@ -416,7 +449,14 @@ async fn apply_nodes(
                 let old = by_id[id];
                 let was = old.pool;
                 let held_here = pending_records.contains(id) && was == NodePool::Held;
-                let pool = if held_here { NodePool::Held } else { listed_pool(was, record.booted()) };
+                let pool = if held_here {
+                    NodePool::Held
+                } else {
+                    listed_pool(was, record.booted(), old.check_failures)
+                };
+                if pool != was {
+                    pool_changes.push(pool_change(*id, was, pool, pool_reason(pool), now));
+                }
                 if !changed.is_empty() {
                     let old_ident = identity_of[id];
                     let names: Vec<&str> = changed.iter().map(|a| a.as_str()).collect();
@@ -553,6 +593,7 @@ async fn apply_nodes(
                 "a listed record may be this node: waiting for an operator".to_owned(),
             ));
             to_held.push(*id);
+            pool_changes.push(pool_change(*id, old.pool, NodePool::Held, pool_reason(NodePool::Held), now));
         }
     }
     // Nodes no record matched: gone, unless an operator's decision about them is pending.
@@ -571,6 +612,7 @@ async fn apply_nodes(
             "no longer listed by the testbed".to_owned(),
         ));
         to_gone.push(*id);
+        pool_changes.push(pool_change(*id, old.pool, NodePool::Gone, pool_reason(NodePool::Gone), now));
         report.gone += 1;
     }
     report.rows_written += set_pool(txn, &to_gone, NodePool::Gone, now).await?;
@@ -585,6 +627,8 @@ async fn apply_nodes(
         let ids: HashMap<Option<i32>, i64> = inserted.iter().map(|n| (n.testbed_id, n.id)).collect();
         for (row, new_events, decision) in chunk {
             let id = ids[&row.testbed_id.clone().unwrap()];
+            let pool = row.pool.clone().unwrap();
+            pool_changes.push(pool_change(id, pool, pool, "discovery: appeared", now));
             for (kind, score, old, new, detail) in new_events {
                 events.push(event(id, now, kind, *score, old.clone(), new.clone(), detail.clone()));
             }
@@ -605,6 +649,9 @@ async fn apply_nodes(
     report.rows_written += refresh_seen(txn, &to_refresh, now).await?;
     for chunk in events.chunks(500) {
         node_event::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
+    }
+    for chunk in pool_changes.chunks(500) {
+        pool_event::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
     }
     let audits: Vec<audit::ActiveModel> = audits
         .into_iter()

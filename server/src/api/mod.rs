@@ -5,6 +5,7 @@
 mod accounts;
 mod extract;
 mod keys;
+mod liveness;
 mod nodes;
 mod projects;
 mod tokens;
@@ -76,6 +77,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(nodes::runs))
         .routes(routes!(nodes::decisions))
         .routes(routes!(nodes::decide))
+        .routes(routes!(liveness::metrics))
+        .routes(routes!(liveness::pool_history))
+        .routes(routes!(liveness::node_liveness))
+        .routes(routes!(liveness::retest))
+        .routes(routes!(liveness::queue))
+        .routes(routes!(liveness::pools_history))
+        .routes(routes!(liveness::provisioning))
 }
 
 /// The OpenAPI document, built once from [`routes`].
