@@ -6,7 +6,7 @@
 //!   `configure`, `start`, `heartbeat`, `ready`} is where it stands, with the standard reconcile columns
 //!   (`due_at`, `lease_owner`, `lease_until`) for the loop that advances it. `health` ∈ {`booting`, `up`,
 //!   `down`} follows heartbeats. `credential_hash` is the SHA-256 of the sliver's secret (the secret itself is
-//!   written only into the sliver). `last_error`, `error_step`, `error_class` say why the last attempt failed.
+//!   written only into the sliver); `generation` the testbed API generation its attempt was bound under. `last_error`, `error_step`, `error_class` say why the last attempt failed.
 //!   `startup` is the startup command's state (JSON, as the agent reported it). Deleted with the node
 //!   (cascade: a node is deleted only when an operator merges a held duplicate).
 //! - `sliver_attempts`: one row per bring-up attempt, for the provisioning statistics: when, how long, which
@@ -60,6 +60,7 @@ impl MigrationTrait for Migration {
                     .col(string_len("step", 16).check(one_of("step", &STEPS)))
                     .col(string_len("health", 16).check(one_of("health", &HEALTH)))
                     .col(string_len_null("credential_hash", 64))
+                    .col(string_len_null("generation", 32))
                     .col(timestamp_with_time_zone_null("attempt_started_at"))
                     .col(timestamp_with_time_zone_null("step_started_at"))
                     .col(integer("polls").default(0))

@@ -224,6 +224,7 @@ fn start_liveness(
     });
     let settings = liveness::Settings {
         service_slice: config.service_slice.clone(),
+        url: slivers.agent_url.clone(),
         testbed_user: testbed_user(config),
         batch: config.liveness_batch,
         silence: slivers.silence,

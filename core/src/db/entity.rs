@@ -526,6 +526,7 @@ pub mod sliver {
         pub step: SliverStep,
         pub health: Health,
         pub credential_hash: Option<String>,
+        pub generation: Option<String>,
         pub attempt_started_at: Option<DateTimeUtc>,
         pub step_started_at: Option<DateTimeUtc>,
         pub polls: i32,

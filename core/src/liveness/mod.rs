@@ -39,6 +39,8 @@ use std::sync::{Arc, Mutex};
 pub struct Settings {
     /// The service slice's name; `None`: `<login_base>_portolan` of the first site (by login base).
     pub service_slice: Option<String>,
+    /// The service slice's URL at the testbed (PLC requires one to renew): the portal's.
+    pub url: String,
     /// The testbed account the portal acts as (its key joins the service slice as this person).
     pub testbed_user: String,
     /// Nodes (re-)tested per pass.
@@ -53,6 +55,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             service_slice: None,
+            url: "http://127.0.0.1:3000".to_owned(),
             testbed_user: String::new(),
             batch: 64,
             silence: TimeDelta::seconds(120),
@@ -155,7 +158,7 @@ impl Liveness {
             name: name.clone(),
             description: "Portolan's service slice: proves every node live end to end and reports its load"
                 .to_owned(),
-            url: String::new(),
+            url: self.settings.url.clone(),
             instantiation: "plc-instantiated".to_owned(),
             max_nodes: 100_000,
         };

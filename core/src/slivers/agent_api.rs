@@ -2,7 +2,7 @@
 //! the sliver's manifest, and heartbeats.
 //!
 //! A credential names its sliver; the portal compares the secret's SHA-256 with the stored hash in constant
-//! time. The sliver's row is cached for [`AUTH_TTL`] (heartbeats of thousands of slivers would otherwise
+//! time. The row of a sliver that is up is cached for [`AUTH_TTL`] (heartbeats of thousands of slivers would otherwise
 //! read it thousands of times a second), so a credential replaced by a new bring-up on another `serve`
 //! process stops working within that time; on this process at once (bring-up invalidates its entry).
 //!
@@ -102,7 +102,11 @@ impl AgentApi {
             Some(auth) => auth,
             None => {
                 let auth = Arc::new(self.load(credential.sliver_id).await?.ok_or_else(revoked)?);
-                self.auth.insert(credential.sliver_id, auth.clone());
+                // Only a sliver up and running is cached: one being brought up changes step at any moment
+                // (its first heartbeat must see the step bring-up has just written).
+                if (auth.step, auth.health) == (SliverStep::Ready, Health::Up) {
+                    self.auth.insert(credential.sliver_id, auth.clone());
+                }
                 auth
             }
         };
@@ -186,7 +190,8 @@ impl AgentApi {
         match (auth.step, auth.health) {
             (SliverStep::Heartbeat, _) => {
                 let row = self.row(auth.id).await?;
-                let context = AttemptContext { site_id: auth.site_id, generation: self.generation() };
+                let generation = row.generation.clone().unwrap_or_else(|| self.generation());
+                let context = AttemptContext { site_id: auth.site_id, generation };
                 if storage::came_up(&self.db, &row, &context, now).await? {
                     tracing::info!(sliver = auth.id, node = %auth.hostname, "sliver up end to end");
                 }

@@ -160,6 +160,7 @@ impl Step<'_> {
         {
             return self.retry_or_fail(StepFailure::new(SliverStep::Bind, e.class, e.to_string())).await;
         }
+        storage::set_generation(&self.r.db, self.claim, &self.context.generation).await?;
         storage::advance(&self.r.db, self.claim, SliverStep::Wait, Some(self.now()), self.now()).await?;
         Ok(())
     }

@@ -110,6 +110,21 @@ pub async fn advance(
     Ok(result.rows_affected == 1)
 }
 
+/// Records the API generation a claimed sliver's attempt is bound under.
+pub async fn set_generation(
+    db: &impl ConnectionTrait,
+    claim: &Claim,
+    generation: &str,
+) -> Result<bool, DbErr> {
+    let result = sliver::Entity::update_many()
+        .col_expr(sliver::Column::Generation, Expr::value(Some(generation.to_owned())))
+        .filter(sliver::Column::Id.eq(claim.id))
+        .filter(sliver::Column::LeaseOwner.eq(claim.owner.as_str()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 /// Counts one more poll of a waiting sliver and releases it, due at `due`.
 pub async fn polled(
     db: &impl ConnectionTrait,

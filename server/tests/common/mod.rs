@@ -7,6 +7,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
+pub mod slivers;
+
 use reqwest::{Client, StatusCode};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
@@ -62,11 +64,36 @@ impl TestApp {
         Self::start_with(dir, url, backend, |_| {}).await
     }
 
+    /// On `backend` (`sqlite` or `postgres`), with settings changed by `configure`, the portal's clock
+    /// `clock` (scaled, for tests of slivers and pools).
+    pub async fn with_clock(
+        backend: &'static str,
+        configure: impl FnOnce(&mut Config),
+        clock: portolan_core::clock::Clock,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = match backend {
+            "sqlite" => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
+            _ => fresh_postgres_database().await,
+        };
+        Self::start_full(dir, url, backend, configure, Some(clock)).await
+    }
+
     async fn start_with(
         dir: tempfile::TempDir,
         url: String,
         backend: &'static str,
         configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::start_full(dir, url, backend, configure, None).await
+    }
+
+    async fn start_full(
+        dir: tempfile::TempDir,
+        url: String,
+        backend: &'static str,
+        configure: impl FnOnce(&mut Config),
+        clock: Option<portolan_core::clock::Clock>,
     ) -> Self {
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -80,9 +107,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let served = db.clone();
+        let mut state = server::app_state(&config, db.clone(), None);
+        if let Some(clock) = clock {
+            state.clock = clock;
+        }
         let serving = tokio::spawn(async move {
-            server::serve(&config, served, listener, async {
+            server::serve_state(&config, state, listener, async {
                 let _ = rx.await;
             })
             .await
