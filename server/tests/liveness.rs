@@ -121,3 +121,74 @@ async fn service_slivers_bring_every_node_up_end_to_end(backend: &'static str) {
 }
 
 on_backends!(service_slivers_bring_every_node_up_end_to_end);
+
+/// Under the `harsh` profile (failing instantiations and node-manager creates, API faults, slow and failing
+/// SSH commands): failures send nodes down with their step and class recorded, re-tests follow the
+/// backoff (n failures: n²·5 min plus under 2 min of jitter), nodes come back to free, and a node that
+/// leaves the testbed is gone and no longer tested.
+async fn harsh_pools_follow_the_backoff(backend: &'static str) {
+    let profile = common::slivers::quick(reference_testbed::profile::Profile::harsh());
+    let w = Harness::discovered(backend, Options { profile, nodes: NODES, ..Options::default() }).await;
+    w.run_until("a failure and a comeback", Duration::from_secs(90), async |w| {
+        let events = pool_event::Entity::find().all(&w.app.db).await.unwrap();
+        let came_back = events.iter().any(|e| e.from_pool == NodePool::Down && e.to_pool == NodePool::Free);
+        let free = w.nodes().await.iter().filter(|n| n.pool == NodePool::Free).count();
+        came_back && free >= NODES / 2
+    })
+    .await;
+    let attempts = sliver_attempt::Entity::find().all(&w.app.db).await.unwrap();
+    let failed: Vec<_> = attempts.iter().filter(|a| a.failed_step.is_some()).collect();
+    assert!(!failed.is_empty());
+    assert!(failed.iter().all(|a| a.class.is_some() && a.error.as_ref().is_some_and(|e| !e.is_empty())));
+    let mut checked = 0;
+    for n in w.nodes().await.into_iter().filter(|n| n.pool == NodePool::Down && n.check_failures > 0) {
+        if w.service_sliver(n.id).await.due_at.is_some() {
+            continue; // its re-test is under way (the node waits on its outcome)
+        }
+        checked += 1;
+        let wait = n.due_at.unwrap() - n.last_check_at.unwrap();
+        let base = portolan_core::liveness::schedule::after_failures(n.check_failures.unsigned_abs());
+        assert!(wait >= base && wait < base + TimeDelta::minutes(2), "{} failures: {wait}", n.check_failures);
+        let reason = pool_event::Entity::find()
+            .filter(pool_event::Column::NodeId.eq(n.id))
+            .filter(pool_event::Column::ToPool.eq(NodePool::Down))
+            .all(&w.app.db)
+            .await
+            .unwrap();
+        assert!(reason.iter().any(|e| e.reason.contains("service sliver failed at")), "{reason:?}");
+    }
+    assert!(checked > 0, "some node waits for its re-test");
+
+    // A node leaves the testbed: discovery makes it gone, and liveness leaves it alone.
+    let leaver = w.nodes().await.into_iter().find(|n| n.pool == NodePool::Free).unwrap();
+    let i = w.index_of(&leaver.hostname);
+    {
+        let mut state = w.tb.state();
+        state.node_mut(i).present = false;
+        state.drop_slivers(i);
+        state.reindex();
+    }
+    w.discover().await;
+    assert_eq!(w.node(&leaver.hostname).await.pool, NodePool::Gone);
+    let attempts_before = sliver_attempt::Entity::find()
+        .filter(sliver_attempt::Column::NodeId.eq(leaver.id))
+        .all(&w.app.db)
+        .await
+        .unwrap()
+        .len();
+    assert!(!portolan_core::liveness::retest_now(&w.app.db, leaver.id, w.clock.now()).await.unwrap());
+    for _ in 0..20 {
+        w.liveness.pass().await.unwrap();
+        w.reconciler.pass().await.unwrap();
+    }
+    assert_eq!(w.node(&leaver.hostname).await.pool, NodePool::Gone, "silence does not bring it back");
+    let attempts_after = sliver_attempt::Entity::find()
+        .filter(sliver_attempt::Column::NodeId.eq(leaver.id))
+        .all(&w.app.db)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(attempts_before, attempts_after, "a gone node is not tested");
+}
+
+on_backends!(harsh_pools_follow_the_backoff);

@@ -278,7 +278,9 @@ pub async fn queue(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<node::Mo
         .await
 }
 
-/// Makes `node_id` due now (an operator's "re-test now").
+/// An operator's "re-test now": the node is due at once, and its service sliver (if it has one and no
+/// bring-up is under way) is brought up again from scratch, so that the test is end to end even for a free
+/// node. `false` for a node that is not tested (gone, held, or unknown).
 pub async fn retest_now(db: &DatabaseConnection, node_id: i64, now: DateTime<Utc>) -> Result<bool, DbErr> {
     let result = node::Entity::update_many()
         .col_expr(node::Column::DueAt, Expr::value(Some(now)))
@@ -286,5 +288,16 @@ pub async fn retest_now(db: &DatabaseConnection, node_id: i64, now: DateTime<Utc
         .filter(node::Column::Pool.is_in([NodePool::New, NodePool::Down, NodePool::Free]))
         .exec(db)
         .await?;
-    Ok(result.rows_affected == 1)
+    if result.rows_affected != 1 {
+        return Ok(false);
+    }
+    let service = sliver::Entity::find()
+        .filter(sliver::Column::NodeId.eq(node_id))
+        .filter(sliver::Column::Kind.eq(SliverKind::Service))
+        .one(db)
+        .await?;
+    if let Some(row) = service {
+        storage::start_attempt(db, row.id, now).await?;
+    }
+    Ok(true)
 }
