@@ -190,9 +190,14 @@ pub async fn background(state: &AppState, config: &Config, slivers: Arc<slivers:
     }
     let db = state.db.clone();
     let clock = state.clock.clone();
-    supervisor.every("metrics-downsampling", DOWNSAMPLE_PERIOD, move || {
+    // Older metrics folded into coarser buckets, and the nodes' reliability (their week's availability)
+    // and recent failures, which the mapper weighs, recomputed from the pools' history.
+    supervisor.every("monitor", MONITOR_PERIOD, move || {
         let (db, now) = (db.clone(), clock.now());
-        async move { liveness::monitor::downsample(&db, now).await.map(|_| ()) }
+        async move {
+            liveness::monitor::downsample(&db, now).await?;
+            liveness::stats::refresh_reliability(&db, now).await.map(|_| ())
+        }
     });
     supervisor
 }
@@ -200,8 +205,8 @@ pub async fn background(state: &AppState, config: &Config, slivers: Arc<slivers:
 /// How often the bring-up and liveness loops look for due slivers and nodes.
 pub const SLIVER_POLL: TimeDelta = TimeDelta::seconds(1);
 pub const LIVENESS_POLL: TimeDelta = TimeDelta::seconds(5);
-/// How often older metrics are folded into coarser buckets.
-pub const DOWNSAMPLE_PERIOD: TimeDelta = TimeDelta::minutes(10);
+/// How often older metrics are folded into coarser buckets and the nodes' reliability recomputed.
+pub const MONITOR_PERIOD: TimeDelta = TimeDelta::minutes(10);
 
 fn start_liveness(
     supervisor: &mut Supervisor,
