@@ -168,8 +168,12 @@ impl Session {
             .map_err(|e| SshError::NoPinnedKey(e.to_string()))?;
         let presented = Arc::new(Mutex::new(None));
         let handler = Pinned { expected, presented: presented.clone() };
+        // No inactivity timeout: a command may rightly be silent for minutes (a download); every call here
+        // has its own deadline instead, and keepalives find a peer that is gone.
         let config = Arc::new(client::Config {
-            inactivity_timeout: Some(limit.max(Duration::from_secs(30))),
+            inactivity_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
             nodelay: true,
             ..Default::default()
         });

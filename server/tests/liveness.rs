@@ -11,10 +11,7 @@ mod common;
 
 use chrono::TimeDelta;
 use common::slivers::{Harness, Options};
-use portolan_core::{
-    db::entity::{Health, NodePool, pool_event, sliver, sliver_attempt},
-    testbed::Testbed as _,
-};
+use portolan_core::db::entity::{Health, NodePool, pool_event, sliver, sliver_attempt};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use std::time::Duration;
 

@@ -28,7 +28,7 @@ async fn a_real_agent_on_real_sshd(backend: &'static str) {
             .unwrap();
     }
     h.discover().await;
-    h.run_until("the sshd nodes free", Duration::from_secs(90), async |h| {
+    h.run_until("the sshd nodes free", Duration::from_secs(180), async |h| {
         let mut free = true;
         for host in &hosts {
             free &= h.node(host).await.pool == NodePool::Free;

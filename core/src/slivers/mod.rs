@@ -84,7 +84,7 @@ impl Default for Settings {
             artifact: None,
             heartbeat: TimeDelta::seconds(30),
             silence: TimeDelta::seconds(120),
-            concurrency: 32,
+            concurrency: 128,
             connect_timeout: Duration::from_secs(30),
             install_timeout: Duration::from_secs(300),
             command_timeout: Duration::from_secs(30),

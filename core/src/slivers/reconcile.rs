@@ -15,6 +15,7 @@ use portolan_agent::bringup::AgentConfig;
 use portolan_agent::protocol::Credential;
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Retryable failures of one step tried again within an attempt before the attempt fails.
 const RETRIES: i32 = 3;
@@ -28,6 +29,24 @@ pub struct Reconciler {
     pub identity: Identity,
     pub settings: Arc<Settings>,
     owner: Owner,
+    /// Steps in flight (each holds a slot until it ends, panics included).
+    running: Arc<AtomicUsize>,
+}
+
+/// One of the reconciler's slots, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What one pass did.
@@ -44,7 +63,7 @@ impl Reconciler {
         identity: Identity,
         settings: Arc<Settings>,
     ) -> Self {
-        Self { db, clock, testbed, identity, settings, owner: Owner::new("slivers") }
+        Self { db, clock, testbed, identity, settings, owner: Owner::new("slivers"), running: Arc::default() }
     }
 
     /// How long a claim lasts: the longest one step may take, with room to spare.
@@ -54,32 +73,37 @@ impl Reconciler {
         TimeDelta::from_std(longest).unwrap_or(TimeDelta::hours(1)) + TimeDelta::minutes(1)
     }
 
-    /// Claims up to [`Settings::concurrency`] due slivers and steps them all at once.
+    /// Claims as many due slivers as there are free slots (of [`Settings::concurrency`]) and starts a step
+    /// of each in the background: a slow step (a node manager's `Create` takes minutes) holds its slot
+    /// only, never the others'. Answers how many it claimed.
     pub async fn pass(&self) -> Result<Pass, DbErr> {
         let now = self.clock.now();
-        let limit = u32::try_from(self.settings.concurrency.max(1)).unwrap_or(u32::MAX);
+        let running = self.running.load(Ordering::Acquire);
+        let free = self.settings.concurrency.max(1).saturating_sub(running);
+        if free == 0 {
+            return Ok(Pass { claimed: 0 });
+        }
+        let limit = u32::try_from(free).unwrap_or(u32::MAX);
         let claims = storage::leased().claim(&self.db, &self.owner, now, self.lease(), limit).await?;
         let claimed = claims.len();
-        let mut running = tokio::task::JoinSet::new();
         for claim in claims {
             let this = self.clone();
-            running.spawn(async move { this.step(claim).await });
-        }
-        let mut first_error = None;
-        while let Some(done) = running.join_next().await {
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "a sliver's step failed to record");
-                    first_error.get_or_insert(e);
+            let slot = Slot::take(self.running.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                let id = claim.id;
+                if let Err(e) = this.step(claim).await {
+                    // The claim runs out and the step is repeated: every step is idempotent.
+                    tracing::warn!(sliver = id, error = %e, "a sliver's step failed to record");
                 }
-                Err(e) => tracing::error!(error = %e, "a sliver's step panicked"),
-            }
+            });
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(Pass { claimed }),
-        }
+        Ok(Pass { claimed })
+    }
+
+    /// Steps running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
     }
 
     async fn step(&self, claim: Claim) -> Result<(), DbErr> {

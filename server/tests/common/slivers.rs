@@ -54,6 +54,7 @@ pub struct Harness {
     pub discovery: Discovery,
     pub reconciler: Reconciler,
     pub liveness: Liveness,
+    _bin_dir: tempfile::TempDir,
 }
 
 /// How the portal side is set up.
@@ -88,7 +89,11 @@ impl Harness {
         reference_testbed::cli::serve_ssh_on(&tb, "0.0.0.0:0".parse().unwrap()).await.unwrap();
 
         let clock = Clock::scaled(DateTime::from_timestamp(start as i64, 0).unwrap(), SCALE);
-        let binary = PathBuf::from(env!("CARGO_BIN_EXE_portolan"));
+        // A copy: the agent binary must not change while slivers download it (a build elsewhere may relink
+        // target/debug/portolan at any moment).
+        let bin_dir = tempfile::tempdir().unwrap();
+        let binary = bin_dir.path().join("portolan");
+        std::fs::copy(env!("CARGO_BIN_EXE_portolan"), &binary).unwrap();
         let (heartbeat_s, silence_s) = (options.heartbeat_s, options.silence_s);
         let app = TestApp::with_clock(
             backend,
@@ -141,7 +146,7 @@ impl Harness {
                 ..liveness::Settings::default()
             },
         );
-        Self { tb, app, clock, client, discovery, reconciler, liveness }
+        Self { tb, app, clock, client, discovery, reconciler, liveness, _bin_dir: bin_dir }
     }
 
     /// [`Harness::new`] and discovery's first pass.
