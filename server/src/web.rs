@@ -110,7 +110,16 @@ pub fn router(state: AppState, config: &Config) -> Router {
     });
 
     // The agents' endpoints take none of the portal's session, CSRF or body layers (see crate::agent).
-    let agents = crate::agent::router(&state).layer(TraceLayer::new_for_http());
+    // They have a concurrency limit of their own (a flood of heartbeats never starves the pages, nor the
+    // pages the agents).
+    let agents = crate::agent::router(&state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(config.max_in_flight)),
+        )
+        .layer(TraceLayer::new_for_http());
     let portal = Router::new()
         .merge(api::router(state))
         .merge(site)
