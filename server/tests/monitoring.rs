@@ -126,9 +126,9 @@ async fn statistics_follow_the_records(app: TestApp) {
     let id = one_node(&app, t - TimeDelta::days(8)).await;
     // Free two days ago, down for a day, free again: 6 of 7 days (since the week began) free, one failure.
     let db = &app.db;
-    pools::check_passed(db, id, "test", t - TimeDelta::days(7)).await.unwrap();
+    pools::check_passed(db, id, "service sliver up end to end", t - TimeDelta::days(7)).await.unwrap();
     pools::check_failed(db, id, "service sliver silent", t - TimeDelta::days(2)).await.unwrap();
-    pools::check_passed(db, id, "test", t - TimeDelta::days(1)).await.unwrap();
+    pools::check_passed(db, id, "service sliver up end to end", t - TimeDelta::days(1)).await.unwrap();
     assert_eq!(stats::refresh_reliability(db, t).await.unwrap(), 1);
     let n = node::Entity::find_by_id(id).one(db).await.unwrap().unwrap();
     assert_eq!(n.pool, NodePool::Free);

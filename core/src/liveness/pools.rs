@@ -43,26 +43,7 @@ pub async fn check_failed(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, DbErr> {
-    let Some(row) = node::Entity::find_by_id(node_id).one(txn).await? else { return Ok(None) };
-    if !checkable(row.pool) {
-        return Ok(None);
-    }
-    let failures = row.check_failures.saturating_add(1);
-    let due = now + schedule::after_failures(failures.unsigned_abs()) + schedule::jitter();
-    node::Entity::update_many()
-        .col_expr(node::Column::Pool, Expr::value(NodePool::Down))
-        .col_expr(node::Column::CheckFailures, Expr::value(failures))
-        .col_expr(node::Column::CheckSuccesses, Expr::value(0))
-        .col_expr(node::Column::LastCheckAt, Expr::value(Some(now)))
-        .col_expr(node::Column::DueAt, Expr::value(Some(due)))
-        .col_expr(node::Column::UpdatedAt, Expr::value(now))
-        .filter(node::Column::Id.eq(node_id))
-        .exec(txn)
-        .await?;
-    if row.pool != NodePool::Down {
-        record(txn, node_id, row.pool, NodePool::Down, reason, now).await?;
-    }
-    Ok(Some(due))
+    checked(txn, node_id, false, reason, now).await
 }
 
 /// A passed check: the node is free, one more consecutive good check, re-checked later. Answers when
@@ -73,15 +54,31 @@ pub async fn check_passed(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, DbErr> {
+    checked(txn, node_id, true, reason, now).await
+}
+
+async fn checked(
+    txn: &impl ConnectionTrait,
+    node_id: i64,
+    passed: bool,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
     let Some(row) = node::Entity::find_by_id(node_id).one(txn).await? else { return Ok(None) };
     if !checkable(row.pool) {
         return Ok(None);
     }
-    let successes = row.check_successes.saturating_add(1);
-    let due = now + schedule::after_successes(successes.unsigned_abs()) + schedule::jitter();
+    let (pool, failures, successes, wait) = if passed {
+        let successes = row.check_successes.saturating_add(1);
+        (NodePool::Free, 0, successes, schedule::after_successes(successes.unsigned_abs()))
+    } else {
+        let failures = row.check_failures.saturating_add(1);
+        (NodePool::Down, failures, 0, schedule::after_failures(failures.unsigned_abs()))
+    };
+    let due = now + wait + schedule::jitter();
     node::Entity::update_many()
-        .col_expr(node::Column::Pool, Expr::value(NodePool::Free))
-        .col_expr(node::Column::CheckFailures, Expr::value(0))
+        .col_expr(node::Column::Pool, Expr::value(pool))
+        .col_expr(node::Column::CheckFailures, Expr::value(failures))
         .col_expr(node::Column::CheckSuccesses, Expr::value(successes))
         .col_expr(node::Column::LastCheckAt, Expr::value(Some(now)))
         .col_expr(node::Column::DueAt, Expr::value(Some(due)))
@@ -89,8 +86,8 @@ pub async fn check_passed(
         .filter(node::Column::Id.eq(node_id))
         .exec(txn)
         .await?;
-    if row.pool != NodePool::Free {
-        record(txn, node_id, row.pool, NodePool::Free, reason, now).await?;
+    if row.pool != pool {
+        record(txn, node_id, row.pool, pool, reason, now).await?;
     }
     Ok(Some(due))
 }

@@ -46,15 +46,19 @@ fn free_time(
     (free, failures)
 }
 
-/// The share of `[max(now - span, first_seen), now]` spent free, and failures in it; `None` for an empty
-/// window.
+/// The share of the window spent free, failures in it, and the free time. The window is the last `span`,
+/// from the node's first liveness check at the earliest (`first_check`; before it the node's fitness was not
+/// known, and a node waiting for its first test is not unavailable); `None` for a node never checked or an
+/// empty window.
 fn window(
     events: &[pool_event::Model],
     n: &node::Model,
+    first_check: Option<DateTime<Utc>>,
     span: TimeDelta,
     now: DateTime<Utc>,
 ) -> (Option<f64>, u32, TimeDelta) {
-    let from = (now - span).max(n.first_seen);
+    let Some(first_check) = first_check else { return (None, 0, TimeDelta::zero()) };
+    let from = (now - span).max(n.first_seen).max(first_check);
     let within: Vec<&pool_event::Model> = events.iter().filter(|e| e.at >= from && e.at <= now).collect();
     let length = now - from;
     if length <= TimeDelta::zero() {
@@ -67,11 +71,12 @@ fn window(
 fn lifetime_of(
     events: &[pool_event::Model],
     n: &node::Model,
+    first_check: Option<DateTime<Utc>>,
     attempts: (u32, u32),
     now: DateTime<Utc>,
 ) -> Lifetime {
-    let (day, _, _) = window(events, n, DAY, now);
-    let (week, failures, free) = window(events, n, WEEK, now);
+    let (day, _, _) = window(events, n, first_check, DAY, now);
+    let (week, failures, free) = window(events, n, first_check, WEEK, now);
     Lifetime {
         availability_day: day,
         availability_week: week,
@@ -92,6 +97,28 @@ async fn events_since(
         query = query.filter(pool_event::Column::NodeId.eq(id));
     }
     query.order_by_asc(pool_event::Column::At).order_by_asc(pool_event::Column::Id).all(db).await
+}
+
+/// Pool changes made by liveness checks have reasons that start so (see `crate::liveness`).
+const CHECK_REASON: &str = "service sliver";
+
+/// When each node (or just `node_id`) was first checked by liveness: its first pool change with a check's
+/// reason.
+async fn first_checks(
+    db: &impl ConnectionTrait,
+    node_id: Option<i64>,
+) -> Result<HashMap<i64, DateTime<Utc>>, DbErr> {
+    let mut query = pool_event::Entity::find()
+        .select_only()
+        .column(pool_event::Column::NodeId)
+        .column_as(pool_event::Column::At.min(), "first")
+        .filter(pool_event::Column::Reason.starts_with(CHECK_REASON))
+        .group_by(pool_event::Column::NodeId);
+    if let Some(id) = node_id {
+        query = query.filter(pool_event::Column::NodeId.eq(id));
+    }
+    let rows: Vec<(i64, DateTime<Utc>)> = query.into_tuple().all(db).await?;
+    Ok(rows.into_iter().collect())
 }
 
 async fn service_attempts(db: &impl ConnectionTrait, node_id: i64) -> Result<(u32, u32), DbErr> {
@@ -159,7 +186,13 @@ pub async fn node_liveness(
         check_failures: n.check_failures,
         next_check_at: n.due_at,
         service_sliver: service.map(sliver_view),
-        lifetime: lifetime_of(&events, &n, attempts, now),
+        lifetime: lifetime_of(
+            &events,
+            &n,
+            first_checks(db, Some(node_id)).await?.get(&node_id).copied(),
+            attempts,
+            now,
+        ),
         pool_history: history.into_iter().map(event_view).collect(),
     })
 }
@@ -193,8 +226,9 @@ pub async fn pool_history(
     Ok(rows.into_iter().map(event_view).collect())
 }
 
-/// Rewrites every node's `reliability` (its availability over the week; 1 while it has no history) and
-/// `recent_failures` (failures over the week): what the mapper weighs. Writes only what changed; answers
+/// Rewrites every checked node's `reliability` (its availability over the week, from its first check on)
+/// and `recent_failures` (failures over the week): what the mapper weighs. A node never checked keeps its
+/// placeholder (1, no failures). Writes only what changed; answers
 /// how many nodes.
 pub async fn refresh_reliability(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64, DbErr> {
     let nodes = node::Entity::find().filter(node::Column::Pool.ne(NodePool::Gone)).all(db).await?;
@@ -202,10 +236,12 @@ pub async fn refresh_reliability(db: &impl ConnectionTrait, now: DateTime<Utc>) 
     for e in events_since(db, None, now - WEEK).await? {
         by_node.entry(e.node_id).or_default().push(e);
     }
+    let first_checks = first_checks(db, None).await?;
     let mut written = 0;
     for n in nodes {
         let events = by_node.remove(&n.id).unwrap_or_default();
-        let (week, failures, _) = window(&events, &n, WEEK, now);
+        let Some(first) = first_checks.get(&n.id).copied() else { continue };
+        let (week, failures, _) = window(&events, &n, Some(first), WEEK, now);
         let reliability = (week.unwrap_or(1.0) * 1000.0).round() / 1000.0;
         let failures = i32::try_from(failures).unwrap_or(i32::MAX);
         if (reliability - n.reliability).abs() < 1e-9 && failures == n.recent_failures {

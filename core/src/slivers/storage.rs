@@ -19,6 +19,25 @@ fn free_at(now: DateTime<Utc>) -> Condition {
     Condition::any().add(sliver::Column::LeaseUntil.is_null()).add(sliver::Column::LeaseUntil.lte(now))
 }
 
+type Update = sea_orm::UpdateMany<sliver::Entity>;
+
+/// `update` of the claimed row only, while it is still the claimer's.
+fn of_claim(update: Update, claim: &Claim) -> Update {
+    update.filter(sliver::Column::Id.eq(claim.id)).filter(sliver::Column::LeaseOwner.eq(claim.owner.as_str()))
+}
+
+/// `update` that also gives the row up (its lease cleared).
+fn releasing(update: Update) -> Update {
+    update
+        .col_expr(sliver::Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(sliver::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+}
+
+/// Runs `update` on the claimed row: whether it was still the claimer's.
+async fn on_claim(db: &impl ConnectionTrait, update: Update, claim: &Claim) -> Result<bool, DbErr> {
+    Ok(of_claim(update, claim).exec(db).await?.rows_affected == 1)
+}
+
 /// Slivers are claimed from their own table.
 pub fn leased() -> Leased {
     Leased::table("slivers")
@@ -95,19 +114,13 @@ pub async fn advance(
     due: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let result = sliver::Entity::update_many()
+    let update = sliver::Entity::update_many()
         .col_expr(sliver::Column::Step, Expr::value(step))
         .col_expr(sliver::Column::StepStartedAt, Expr::value(Some(now)))
         .col_expr(sliver::Column::Polls, Expr::value(0))
         .col_expr(sliver::Column::UpdatedAt, Expr::value(now))
-        .col_expr(sliver::Column::DueAt, Expr::value(due))
-        .col_expr(sliver::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(sliver::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-        .filter(sliver::Column::Id.eq(claim.id))
-        .filter(sliver::Column::LeaseOwner.eq(claim.owner.as_str()))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+        .col_expr(sliver::Column::DueAt, Expr::value(due));
+    on_claim(db, releasing(update), claim).await
 }
 
 /// Records the API generation a claimed sliver's attempt is bound under.
@@ -116,13 +129,9 @@ pub async fn set_generation(
     claim: &Claim,
     generation: &str,
 ) -> Result<bool, DbErr> {
-    let result = sliver::Entity::update_many()
-        .col_expr(sliver::Column::Generation, Expr::value(Some(generation.to_owned())))
-        .filter(sliver::Column::Id.eq(claim.id))
-        .filter(sliver::Column::LeaseOwner.eq(claim.owner.as_str()))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+    let update = sliver::Entity::update_many()
+        .col_expr(sliver::Column::Generation, Expr::value(Some(generation.to_owned())));
+    on_claim(db, update, claim).await
 }
 
 /// Counts one more poll of a waiting sliver and releases it, due at `due`.
@@ -133,28 +142,18 @@ pub async fn polled(
     due: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let result = sliver::Entity::update_many()
+    let update = sliver::Entity::update_many()
         .col_expr(sliver::Column::Polls, Expr::value(polls))
         .col_expr(sliver::Column::UpdatedAt, Expr::value(now))
-        .col_expr(sliver::Column::DueAt, Expr::value(Some(due)))
-        .col_expr(sliver::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(sliver::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-        .filter(sliver::Column::Id.eq(claim.id))
-        .filter(sliver::Column::LeaseOwner.eq(claim.owner.as_str()))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+        .col_expr(sliver::Column::DueAt, Expr::value(Some(due)));
+    on_claim(db, releasing(update), claim).await
 }
 
 /// Stores the hash of a freshly minted credential (the old one stops working at once).
 pub async fn set_credential(db: &impl ConnectionTrait, claim: &Claim, hash: &str) -> Result<bool, DbErr> {
-    let result = sliver::Entity::update_many()
-        .col_expr(sliver::Column::CredentialHash, Expr::value(Some(hash.to_owned())))
-        .filter(sliver::Column::Id.eq(claim.id))
-        .filter(sliver::Column::LeaseOwner.eq(claim.owner.as_str()))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+    let update = sliver::Entity::update_many()
+        .col_expr(sliver::Column::CredentialHash, Expr::value(Some(hash.to_owned())));
+    on_claim(db, update, claim).await
 }
 
 /// What an attempt row needs to know about where it ran.
@@ -179,21 +178,15 @@ pub async fn fail(
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let txn = crate::db::begin_writing(db).await?;
-    let result = sliver::Entity::update_many()
+    let update = sliver::Entity::update_many()
         .col_expr(sliver::Column::Health, Expr::value(Health::Down))
         .col_expr(sliver::Column::Step, Expr::value(SliverStep::Bind))
         .col_expr(sliver::Column::LastError, Expr::value(Some(message.to_owned())))
         .col_expr(sliver::Column::ErrorStep, Expr::value(Some(step.as_str().to_owned())))
         .col_expr(sliver::Column::ErrorClass, Expr::value(Some(class.as_str().to_owned())))
         .col_expr(sliver::Column::UpdatedAt, Expr::value(now))
-        .col_expr(sliver::Column::DueAt, Expr::value(Option::<DateTime<Utc>>::None))
-        .col_expr(sliver::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(sliver::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-        .filter(sliver::Column::Id.eq(claim.id))
-        .filter(sliver::Column::LeaseOwner.eq(claim.owner.as_str()))
-        .exec(&txn)
-        .await?;
-    if result.rows_affected != 1 {
+        .col_expr(sliver::Column::DueAt, Expr::value(Option::<DateTime<Utc>>::None));
+    if !on_claim(&txn, releasing(update), claim).await? {
         txn.rollback().await?;
         return Ok(false);
     }
