@@ -134,7 +134,13 @@ pub async fn serve_state(
 ) -> anyhow::Result<()> {
     let mut state = state;
     let bound = listener.local_addr()?;
-    let settings = Arc::new(sliver_settings(config, bound, agent_artifact(config).await));
+    // The binary is hashed (a second for a debug build) only where slivers are brought up: with a testbed,
+    // or when one is named.
+    let artifact = match state.testbed.is_some() || config.agent_binary.is_some() {
+        true => agent_artifact(config).await,
+        false => None,
+    };
+    let settings = Arc::new(sliver_settings(config, bound, artifact));
     let ingest = Ingest::new();
     state.agents = Some(Arc::new(AgentApi::new(
         state.db.clone(),

@@ -75,6 +75,10 @@ async fn service_slivers_bring_every_node_up_end_to_end(backend: &'static str) {
             .all(|n| n.load.is_some() && n.memory_free_mb.is_some() && n.disk_free_pct.is_some())
     })
     .await;
+    // They feed the mapper's world: every free node is a candidate with fresh, known metrics.
+    let world = portolan_core::nodes::world::candidates(&w.app.db, w.clock.now(), false).await.unwrap();
+    assert_eq!(world.len(), NODES);
+    assert!(world.iter().all(|c| c.load.is_some() && c.metric_age_s.is_some_and(|a| a < 600.0)), "{world:?}");
     // Re-checks are scheduled within the hour (2·10 min for one good check) plus jitter.
     for n in w.nodes().await {
         let wait = n.due_at.unwrap() - n.last_check_at.unwrap();

@@ -20,14 +20,14 @@ use portolan_core::slivers::storage;
 use portolan_core::testbed::{NodeRecord, SiteRecord};
 use reqwest::{Client, StatusCode};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 const SLICE: &str = "alpha_portolan";
+/// What a failed bring-up records as the pool change's reason.
+const FAILED_AT_INSTALL: &str = "service sliver failed at install: cannot copy the agent: connection reset";
 
 /// The seeded nodes: `up` heartbeating (free, once down for six hours), `broken` down after a failed
 /// bring-up, `gone` left the testbed.
@@ -75,17 +75,19 @@ async fn seeded(app: &TestApp, now: DateTime<Utc>) -> Seeded {
         broken: node_id(app, "a2.alpha.edu").await,
         gone: node_id(app, "a3.alpha.edu").await,
     };
-    let txn = app.db.begin().await.unwrap();
+    let txn = portolan_core::db::begin_writing(&app.db).await.unwrap();
     let hours = TimeDelta::hours;
-    pools::check_passed(&txn, seeded.up, "service sliver came up", first_seen + hours(1)).await.unwrap();
+    pools::check_passed(&txn, seeded.up, "service sliver up end to end", first_seen + hours(1))
+        .await
+        .unwrap();
     pools::check_failed(&txn, seeded.up, "service sliver silent for over 120 s", now - hours(12))
         .await
         .unwrap();
-    pools::check_passed(&txn, seeded.up, "service sliver came up again", now - hours(6)).await.unwrap();
+    pools::check_passed(&txn, seeded.up, "service sliver heartbeats again", now - hours(6)).await.unwrap();
     // Four failures in a row: re-tested only in 4²·5 min, after `up`'s next check.
     for minutes in (1..=4).rev() {
         let at = now - TimeDelta::minutes(minutes);
-        pools::check_failed(&txn, seeded.broken, "bring-up failed at install", at).await.unwrap();
+        pools::check_failed(&txn, seeded.broken, FAILED_AT_INSTALL, at).await.unwrap();
     }
     txn.commit().await.unwrap();
     node::Entity::update_many()
@@ -150,7 +152,7 @@ async fn heartbeats(app: &TestApp, node_id: i64, now: DateTime<Utc>) -> usize {
             width_s: 60,
             at: start + TimeDelta::minutes(i),
             samples: 2,
-            load: (i != 5).then(|| 0.2 + 0.1 * i as f64),
+            load: (i != 5).then_some(0.2 + 0.1 * i as f64),
             memory_total_mb: Some(2048.0),
             memory_free_mb: Some(900.0 + 10.0 * i as f64),
             disk_free_pct: Some(41.0),
@@ -158,7 +160,7 @@ async fn heartbeats(app: &TestApp, node_id: i64, now: DateTime<Utc>) -> usize {
             net_tx_bps: Some(3000.0),
         })
         .collect();
-    let txn = app.db.begin().await.unwrap();
+    let txn = portolan_core::db::begin_writing(&app.db).await.unwrap();
     monitor::merge(&txn, &older).await.unwrap();
     txn.commit().await.unwrap();
     let recent = monitor::series(&app.db, node_id, now - TimeDelta::minutes(5), Utc::now()).await.unwrap();
@@ -226,10 +228,10 @@ async fn a_nodes_page_shows_its_liveness_and_charts_its_metrics(app: TestApp) {
         &html,
         &[
             r#"data-testid="liveness""#,
-            // Free 12 of the last 24 hours before the failure, and the 6 since: 75 %; over the 48 hours
-            // since it was first seen, 41 (35 + 6): 85.4 %, one failure, so MTBF 41 h.
+            // Free 12 of the last 24 hours before the failure, and the 6 since: 75 %; over the 47 hours
+            // since its first check, 41 (35 + 6): 87.2 %, one failure, so MTBF 41 h.
             r#"data-testid="availability-day">75.0 %<"#,
-            r#"data-testid="availability-week">85.4 %<"#,
+            r#"data-testid="availability-week">87.2 %<"#,
             r#"data-testid="mtbf">41.0 h (1 failure)<"#,
             r#"data-testid="setup-success">1/1 (100.0 %)<"#,
             r#"data-testid="check-failures">0<"#,
@@ -271,8 +273,9 @@ async fn a_nodes_page_shows_its_liveness_and_charts_its_metrics(app: TestApp) {
         &html,
         &[
             "new → down",
-            "bring-up failed at install",
-            "cannot copy the agent: connection reset",
+            FAILED_AT_INSTALL,
+            r#"data-testid="availability-day">0.0 %<"#,
+            "cannot copy the agent: connection reset</span>",
             " (at install, retryable)",
             r#"data-testid="check-failures">4<"#,
             r#"data-testid="setup-success">0/1 (0.0 %)<"#,

@@ -1,6 +1,7 @@
 //! The pages of the portal and the layout around them.
 
 mod account;
+mod chart;
 mod dashboard;
 mod nodes;
 mod operators;

@@ -4,14 +4,21 @@
 //! The listing's filters and page live in the URL (`/nodes?class=dsl&q=mit&offset=50`): a link or a reload
 //! shows the same listing, and without JavaScript the filter form is a plain GET form. Once hydrated, every
 //! change of a filter updates the URL (and so the listing) at once.
+//!
+//! Above the listing, the pools' counts over the last week; on a node's page, its liveness (pool history,
+//! next check, service sliver, availability, MTBF, set-up success) and its metrics over the last day. The
+//! charts are SVG drawn on the server ([`super::chart`]), so they show without JavaScript.
 
-use super::widgets::{Listing, LoadError, Table, when};
+use super::chart::{Line, Plot};
+use super::widgets::{Listing, LoadError, Table, percent, seconds, when};
 use crate::error::AppError;
 use crate::nodes::{
-    IdentityEvent, NodeDetail, NodePage, NodeQuery, NodeView, PathView, PoolCount, SiteView, get_node,
-    list_nodes, list_sites,
+    IdentityEvent, MetricPoint, NodeDetail, NodeLiveness, NodeMetrics, NodePage, NodeQuery, NodeView,
+    PathView, PoolCount, PoolCountsPoint, PoolEventView, SiteView, SliverView, get_node, get_node_liveness,
+    get_node_metrics, list_nodes, list_sites, pool_counts_history,
 };
 use crate::topology::LinkClass;
+use chrono::TimeDelta;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::{
@@ -62,6 +69,7 @@ pub fn NodesPage() -> impl IntoView {
     let query = Memo::new(move |_| query_of(&params.read()));
     let page = Resource::new(move || query.get(), list_nodes);
     let sites = Resource::new(|| (), |_| list_sites());
+    let history = Resource::new(|| (), |_| pool_counts_history());
     // The filters stay outside the listing's `Transition`: re-made with every answer, the search box would
     // lose its focus at each keystroke.
     view! {
@@ -71,6 +79,11 @@ pub fn NodesPage() -> impl IntoView {
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     page.await.ok().map(|page| view! { <PoolCounts pools=page.pools query/> })
+                })}
+            </Transition>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    history.await.ok().filter(|points| points.len() >= 2).map(pool_history_plot)
                 })}
             </Transition>
             <Filters query sites/>
@@ -111,6 +124,37 @@ fn PoolCounts(pools: Vec<PoolCount>, query: Memo<NodeQuery>) -> impl IntoView {
             }).collect_view()}
         </ul>
     }
+}
+
+/// How many nodes a point counts in one pool.
+type PoolCountOf = fn(&PoolCountsPoint) -> u32;
+
+/// The pools drawn over time. `gone` is left out: it only grows, and would flatten the pools that matter.
+const POOLS_DRAWN: [(&str, PoolCountOf); 4] =
+    [("free", |p| p.free), ("down", |p| p.down), ("new", |p| p.new), ("held", |p| p.held)];
+
+/// How many nodes were in each pool over the last week (`points`: at least two, oldest first).
+fn pool_history_plot(points: Vec<PoolCountsPoint>) -> impl IntoView {
+    let (from, to) = match (points.first(), points.last()) {
+        (Some(first), Some(last)) => (first.at, last.at),
+        _ => return ().into_any(),
+    };
+    let lines = POOLS_DRAWN
+        .iter()
+        .map(|&(pool, count)| Line {
+            label: pool,
+            class: pool,
+            samples: points.iter().map(|p| (p.at, Some(f64::from(count(p))))).collect(),
+        })
+        .collect();
+    view! {
+        <figure class="pool-history">
+            <Plot title="Nodes per pool, last week" unit="" lines from to max_gap=None from_zero=true
+                test_id="pool-history-plot"/>
+            <figcaption class="muted">"Times in UTC."</figcaption>
+        </figure>
+    }
+    .into_any()
 }
 
 /// Changes one filter of the listing: navigates to the listing with it (from the first page), replacing the
@@ -255,11 +299,25 @@ pub fn NodePage() -> impl IntoView {
             None => Err(AppError::not_found("node")),
         }
     });
+    // Made here with the detail, not inside its Suspend (a resource made while a Suspend resolves gets
+    // another id in the browser than on the server, and hydration fails).
+    let liveness = Resource::new(id, |id| async move {
+        match id {
+            Some(id) => get_node_liveness(id).await,
+            None => Err(AppError::not_found("node")),
+        }
+    });
+    let metrics = Resource::new(id, |id| async move {
+        match id {
+            Some(id) => get_node_metrics(id).await,
+            None => Err(AppError::not_found("node")),
+        }
+    });
     view! {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(detail) => view! { <Node detail/> }.into_any(),
+                    Ok(detail) => view! { <Node detail liveness metrics/> }.into_any(),
                     Err(error) => view! { <LoadError error/> }.into_any(),
                 }
             })}
@@ -273,7 +331,11 @@ fn metric(value: Option<f64>, unit: &str) -> String {
 }
 
 #[component]
-fn Node(detail: NodeDetail) -> impl IntoView {
+fn Node(
+    detail: NodeDetail,
+    liveness: Resource<Result<NodeLiveness, AppError>>,
+    metrics: Resource<Result<NodeMetrics, AppError>>,
+) -> impl IntoView {
     let NodeDetail { node, tags, identity, experiments, paths, .. } = detail.clone();
     let tags: Vec<(String, String)> = tags.into_iter().collect();
     let site = href(&NodeQuery { site: Some(node.site.clone()), ..Default::default() });
@@ -297,6 +359,8 @@ fn Node(detail: NodeDetail) -> impl IntoView {
                 </tbody>
             </table>
         </section>
+        <Liveness liveness/>
+        <MetricsChart metrics/>
         <div class="columns">
             <Metrics detail/>
             <section class="card">
@@ -357,6 +421,192 @@ fn Metrics(detail: NodeDetail) -> impl IntoView {
             </table>
         </section>
     }
+}
+
+/// The node's liveness, once loaded.
+#[component]
+fn Liveness(liveness: Resource<Result<NodeLiveness, AppError>>) -> impl IntoView {
+    view! {
+        <Transition fallback=|| view! { <section class="card"><p>"Loading…"</p></section> }>
+            {move || Suspend::new(async move {
+                match liveness.await {
+                    Ok(liveness) => view! { <LivenessCard liveness/> }.into_any(),
+                    Err(error) => view! {
+                        <section class="card"><h2>"Liveness"</h2><LoadError error/></section>
+                    }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// Mean time between failures over the week, or why there is none.
+fn mtbf(mtbf_s: Option<f64>, failures: u32) -> String {
+    match mtbf_s {
+        Some(s) => {
+            format!("{} ({failures} failure{})", seconds(Some(s)), if failures == 1 { "" } else { "s" })
+        }
+        None => "no failure this week".to_owned(),
+    }
+}
+
+/// Where the node stands with liveness: its pool and next check, its record, its service sliver and its
+/// pool history (newest first).
+#[component]
+fn LivenessCard(liveness: NodeLiveness) -> impl IntoView {
+    let NodeLiveness { pool, check_failures, next_check_at, service_sliver, lifetime, pool_history, .. } =
+        liveness;
+    let success = format!(
+        "{}/{} ({})",
+        lifetime.successes,
+        lifetime.attempts,
+        percent(
+            (lifetime.attempts > 0).then(|| f64::from(lifetime.successes) / f64::from(lifetime.attempts))
+        )
+    );
+    view! {
+        <section class="card" data-testid="liveness">
+            <h2>"Liveness"</h2>
+            <div class="columns">
+                <table class="attributes" data-testid="lifetime">
+                    <tbody>
+                        <tr><th>"Pool"</th><td>{pool}</td></tr>
+                        <tr><th>"Next check"</th>
+                            <td data-testid="next-check">{next_check_at.map_or_else(|| "not scheduled".to_owned(), when)}</td></tr>
+                        <tr><th>"Consecutive failures"</th><td data-testid="check-failures">{check_failures}</td></tr>
+                        <tr><th>"Available, last day"</th>
+                            <td data-testid="availability-day">{percent(lifetime.availability_day)}</td></tr>
+                        <tr><th>"Available, last week"</th>
+                            <td data-testid="availability-week">{percent(lifetime.availability_week)}</td></tr>
+                        <tr><th>"MTBF, last week"</th>
+                            <td data-testid="mtbf">{mtbf(lifetime.mtbf_s, lifetime.failures_week)}</td></tr>
+                        <tr><th>"Set-up success"</th><td data-testid="setup-success">{success}</td></tr>
+                    </tbody>
+                </table>
+                <ServiceSliver sliver=service_sliver/>
+            </div>
+            <h3>"Pool history"</h3>
+            <Table
+                items=pool_history
+                empty="No pool changes yet."
+                test_id="pool-history"
+                columns=&["When", "From → to", "Why"]
+                row=pool_event_row
+            />
+        </section>
+    }
+}
+
+/// The node's service sliver: how far its bring-up got, whether it heartbeats, and its last error.
+#[component]
+fn ServiceSliver(sliver: Option<SliverView>) -> impl IntoView {
+    let Some(s) = sliver else {
+        return view! { <p class="muted" data-testid="service-sliver">"No service sliver yet."</p> }
+            .into_any();
+    };
+    let or_dash = |at: Option<chrono::DateTime<chrono::Utc>>| at.map_or_else(|| "—".to_owned(), when);
+    let error = match s.last_error {
+        Some(message) => {
+            let context: Vec<String> = [s.error_step.map(|step| format!("at {step}")), s.error_class]
+                .into_iter()
+                .flatten()
+                .collect();
+            let context =
+                if context.is_empty() { String::new() } else { format!(" ({})", context.join(", ")) };
+            view! { <span class="error">{message}</span>{context} }.into_any()
+        }
+        None => "none".into_any(),
+    };
+    view! {
+        <table class="attributes" data-testid="service-sliver">
+            <tbody>
+                <tr><th>"Service sliver"</th><td>{s.slice}</td></tr>
+                <tr><th>"Step"</th><td data-testid="sliver-step">{s.step}</td></tr>
+                <tr><th>"Health"</th><td data-testid="sliver-health">{s.health}</td></tr>
+                <tr><th>"Up since"</th><td>{or_dash(s.up_at)}</td></tr>
+                <tr><th>"Last heartbeat"</th><td>{or_dash(s.last_heartbeat_at)}</td></tr>
+                <tr><th>"Heartbeats"</th><td data-testid="heartbeats">{s.heartbeats}</td></tr>
+                <tr><th>"Last error"</th><td data-testid="sliver-error">{error}</td></tr>
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+fn pool_event_row(e: PoolEventView) -> impl IntoView {
+    view! {
+        <tr>
+            <td class="at">{when(e.at)}</td>
+            <td>{format!("{} → {}", e.from, e.to)}</td>
+            <td>{e.reason}</td>
+        </tr>
+    }
+}
+
+/// One of the metrics charted on a node's page.
+struct MetricPlot {
+    title: &'static str,
+    unit: &'static str,
+    /// Its CSS class (colour) and the end of its plot's `data-testid`.
+    class: &'static str,
+    value: fn(&MetricPoint) -> Option<f64>,
+}
+
+const METRIC_PLOTS: [MetricPlot; 5] = [
+    MetricPlot { title: "CPU load", unit: "1 min", class: "load", value: |p| p.load },
+    MetricPlot { title: "Free memory", unit: "MB", class: "memory", value: |p| p.memory_free_mb },
+    MetricPlot { title: "Free disk", unit: "%", class: "disk", value: |p| p.disk_free_pct },
+    MetricPlot { title: "Network in", unit: "B/s", class: "rx", value: |p| p.net_rx_bps },
+    MetricPlot { title: "Network out", unit: "B/s", class: "tx", value: |p| p.net_tx_bps },
+];
+
+/// The node's metrics over the last day, once loaded.
+#[component]
+fn MetricsChart(metrics: Resource<Result<NodeMetrics, AppError>>) -> impl IntoView {
+    view! {
+        <section class="card">
+            <h2>"The last day"</h2>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match metrics.await {
+                        Ok(metrics) => metric_plots(metrics).into_any(),
+                        Err(error) => view! { <LoadError error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// One small plot per metric, each on its own scale, over the same day; a gap where nothing was reported.
+fn metric_plots(metrics: NodeMetrics) -> impl IntoView {
+    let NodeMetrics { since, until, points } = metrics;
+    if points.is_empty() {
+        return view! {
+            <p class="muted" data-testid="no-metrics">"No metrics yet: the node's service sliver has not reported any."</p>
+        }
+        .into_any();
+    }
+    // Buckets are a minute wide (coarser where older ones were folded): more than three widths between two
+    // is a stretch without heartbeats.
+    let widest = points.iter().map(|p| p.width_s).max().unwrap_or(60).max(60);
+    let max_gap = Some(TimeDelta::seconds(3 * i64::from(widest)));
+    let plots = METRIC_PLOTS
+        .iter()
+        .map(|&MetricPlot { title, unit, class, value }| {
+            let line =
+                Line { label: title, class, samples: points.iter().map(|p| (p.at, value(p))).collect() };
+            view! {
+                <Plot title unit lines=vec![line] from=since to=until max_gap from_zero=false
+                    test_id=format!("plot-{class}")/>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="charts" data-testid="metrics-chart">{plots}</div>
+        <p class="muted">"Means per minute of the service sliver's heartbeats; times in UTC; a gap: nothing reported."</p>
+    }
+    .into_any()
 }
 
 /// A JSON object of identifying attributes as `key=value, …` ("—" when empty).

@@ -1,15 +1,17 @@
 //! The operators' page: the admission thresholds (with a live "what if" of what they would admit, asked of
 //! the server at every change before anything is saved), the identity decisions waiting for an operator,
-//! and discovery's last runs. Anyone else is told the page is for operators only.
+//! discovery's last runs, the liveness re-test queue (with "re-test now") and the provisioning statistics.
+//! Anyone else is told the page is for operators only.
 
 use super::{
     Auth,
-    widgets::{ActionError, Listing, LoadError, PleaseLogIn, Table, when},
+    widgets::{ActionError, Listing, LoadError, PleaseLogIn, Table, percent, seconds, when},
 };
 use crate::error::AppError;
 use crate::nodes::{
-    AdmissionCounts, AdmissionView, ClassCount, DecideIdentity, DecisionView, DiscoveryRunView, PutAdmission,
-    admission_what_if, discovery_runs, get_admission, identity_decisions,
+    AdmissionCounts, AdmissionView, AttemptStats, ClassCount, DecideIdentity, DecisionView, DiscoveryRunView,
+    ProvisioningStats, PutAdmission, RetestItem, RetestNode, StepStats, admission_what_if, discovery_runs,
+    get_admission, get_provisioning_stats, identity_decisions, retest_queue,
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -73,6 +75,18 @@ pub fn OperatorsPage() -> impl IntoView {
         || (),
         move |_| async move { if is_operator(auth).await { discovery_runs().await } else { Ok(Vec::new()) } },
     );
+    // The queue is read again after each "re-test now", so the node shows as due at once.
+    let retest = ServerAction::<RetestNode>::new();
+    let queue = Resource::new(
+        move || retest.version().get(),
+        move |_| async move { if is_operator(auth).await { retest_queue().await } else { Ok(Vec::new()) } },
+    );
+    let provisioning = Resource::new(
+        || (),
+        move |_| async move {
+            if is_operator(auth).await { get_provisioning_stats().await.map(Some) } else { Ok(None) }
+        },
+    );
     view! {
         <Title text="Operators · Portolan"/>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
@@ -82,6 +96,8 @@ pub fn OperatorsPage() -> impl IntoView {
                         <Thresholds admission/>
                         <Decisions decisions decide/>
                         <Runs runs/>
+                        <RetestQueue queue retest/>
+                        <Provisioning stats=provisioning/>
                     }.into_any(),
                     Ok(Some(_)) => view! {
                         <section class="card" data-testid="operators-only">
@@ -424,6 +440,125 @@ fn Runs(runs: Resource<Result<Vec<DiscoveryRunView>, AppError>>) -> impl IntoVie
                 }
             />
         </section>
+    }
+}
+
+/// The next liveness checks, soonest first, each with a button that makes it due now.
+#[component]
+fn RetestQueue(
+    queue: Resource<Result<Vec<RetestItem>, AppError>>,
+    retest: ServerAction<RetestNode>,
+) -> impl IntoView {
+    view! {
+        <section class="card">
+            <h2>"Re-test queue"</h2>
+            <p class="muted">"When each node's service sliver is next tested (new and down nodes) or checked (free ones); times in UTC."</p>
+            <Listing
+                items=queue
+                empty="No node is waiting for a check."
+                test_id="retest-queue"
+                columns=&["Node", "Pool", "Due", "Failures", ""]
+                row=move |item: RetestItem| queue_row(item, retest)
+            />
+            <ActionError value=retest.value()/>
+        </section>
+    }
+}
+
+fn queue_row(item: RetestItem, retest: ServerAction<RetestNode>) -> impl IntoView {
+    let RetestItem { node_id, hostname, pool, due_at, check_failures } = item;
+    view! {
+        <tr data-node=node_id>
+            <td><a href=format!("/nodes/{node_id}")>{hostname}</a></td>
+            <td>{pool}</td>
+            <td class="at" data-testid="due" data-due=due_at.to_rfc3339()>{when(due_at)}</td>
+            <td>{check_failures}</td>
+            <td>
+                <ActionForm action=retest attr:class="inline">
+                    <input type="hidden" name="id" value=node_id/>
+                    <button type="submit" class="secondary">"Re-test now"</button>
+                </ActionForm>
+            </td>
+        </tr>
+    }
+}
+
+/// The headings of the tables of [`AttemptStats`]: what the group is, then its figures.
+const OVERALL_COLUMNS: &[&str] = &["", "Attempts", "Failures", "Failure rate", "p50", "p95", "p99"];
+const GENERATION_COLUMNS: &[&str] =
+    &["Generation", "Attempts", "Failures", "Failure rate", "p50", "p95", "p99"];
+const SITE_COLUMNS: &[&str] = &["Site", "Attempts", "Failures", "Failure rate", "p50", "p95", "p99"];
+const DAY_COLUMNS: &[&str] = &["Day", "Attempts", "Failures", "Failure rate", "p50", "p95", "p99"];
+
+/// The bring-up statistics, once loaded (for operators; `None` for anyone else).
+#[component]
+fn Provisioning(stats: Resource<Result<Option<ProvisioningStats>, AppError>>) -> impl IntoView {
+    view! {
+        <section class="card" data-testid="provisioning">
+            <h2>"Provisioning"</h2>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match stats.await {
+                        Ok(Some(stats)) => provisioning_tables(stats).into_any(),
+                        Ok(None) => ().into_any(),
+                        Err(error) => view! { <LoadError error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+fn provisioning_tables(stats: ProvisioningStats) -> impl IntoView {
+    let ProvisioningStats { since, overall, steps, by_generation, by_site, by_day } = stats;
+    view! {
+        <p class="muted">
+            "Sliver bring-ups finished since " {when(since)}
+            ": durations of those that came up end to end, failure rates of all."
+        </p>
+        <Table items=vec![overall] empty="" test_id="provisioning-overall" columns=OVERALL_COLUMNS row=stats_row/>
+        <h3>"Per step"</h3>
+        <Table
+            items=steps
+            empty="No bring-up yet."
+            test_id="provisioning-steps"
+            columns=&["Step", "Reached", "Failed there", "Failure rate"]
+            row=step_row
+        />
+        <h3>"Per API generation"</h3>
+        <Table items=by_generation empty="No bring-up yet." test_id="provisioning-generations"
+            columns=GENERATION_COLUMNS row=stats_row/>
+        <h3>"Top sites"</h3>
+        <Table items=by_site empty="No bring-up yet." test_id="provisioning-sites"
+            columns=SITE_COLUMNS row=stats_row/>
+        <h3>"Per day"</h3>
+        <Table items=by_day empty="No bring-up yet." test_id="provisioning-days"
+            columns=DAY_COLUMNS row=stats_row/>
+    }
+}
+
+fn stats_row(s: AttemptStats) -> impl IntoView {
+    view! {
+        <tr>
+            <td>{s.group}</td>
+            <td>{s.attempts}</td>
+            <td>{s.failures}</td>
+            <td>{percent(s.failure_rate)}</td>
+            <td>{seconds(s.p50_s)}</td>
+            <td>{seconds(s.p95_s)}</td>
+            <td>{seconds(s.p99_s)}</td>
+        </tr>
+    }
+}
+
+fn step_row(s: StepStats) -> impl IntoView {
+    view! {
+        <tr>
+            <td>{s.step}</td>
+            <td>{s.reached}</td>
+            <td>{s.failed}</td>
+            <td>{percent(s.failure_rate)}</td>
+        </tr>
     }
 }
 

@@ -119,3 +119,35 @@ where
 pub fn when(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
+
+/// A share as a percentage ("—" when there is nothing to take a share of: an empty window, no attempts).
+pub fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "—".to_owned(), |s| format!("{:.1} %", s * 100.0))
+}
+
+/// A duration given in seconds, in the unit that reads best ("—" when unknown).
+pub fn seconds(s: Option<f64>) -> String {
+    match s {
+        None => "—".to_owned(),
+        Some(s) if s < 60.0 => format!("{s:.1} s"),
+        Some(s) if s < 3600.0 => format!("{:.1} min", s / 60.0),
+        Some(s) if s < 2.0 * 86_400.0 => format!("{:.1} h", s / 3600.0),
+        Some(s) => format!("{:.1} d", s / 86_400.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_and_durations_read_in_their_best_unit() {
+        assert_eq!(percent(Some(0.75)), "75.0 %");
+        assert_eq!(percent(None), "—");
+        assert_eq!(seconds(Some(12.34)), "12.3 s");
+        assert_eq!(seconds(Some(150.0)), "2.5 min");
+        assert_eq!(seconds(Some(41.0 * 3600.0)), "41.0 h");
+        assert_eq!(seconds(Some(3.0 * 86_400.0)), "3.0 d");
+        assert_eq!(seconds(None), "—");
+    }
+}

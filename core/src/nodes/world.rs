@@ -2,8 +2,10 @@
 //! that may be lent, with their latest metrics and reliability, and the measured paths between them.
 //!
 //! Allocatable means listed, not held, and in pool `free` (or `new`, while the operators lend untested
-//! nodes). Until the service slivers of the slivers issue report metrics, a node's load, free memory, free
-//! disk and metric age are unknown (`null`): an unknown metric never passes a threshold that needs it.
+//! nodes). A node's load, free memory, free disk and metric age are its service sliver's latest heartbeat's
+//! (`crate::slivers::ingest`), unknown (`null`) until the first: an unknown metric never passes a threshold
+//! that needs it. Its reliability and recent failures come from its pool history
+//! (`crate::liveness::stats::refresh_reliability`).
 //! Candidate ids are Portolan's node ids; paths carry their age at `now`. Admission thresholds are not
 //! applied here: the mapper applies them (and explains what they excluded).
 
