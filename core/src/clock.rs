@@ -70,6 +70,16 @@ impl Clock {
         }
     }
 
+    /// The portal time that `real` real time takes (a manual clock's: as much, it moves only by hand): how
+    /// long a lease must last to cover work bounded in real time.
+    pub fn portal_span(&self, real: Duration) -> TimeDelta {
+        let secs = match &self.0 {
+            Kind::Scaled { scale, .. } => real.as_secs_f64() * scale,
+            Kind::Real | Kind::Manual(_) => real.as_secs_f64(),
+        };
+        TimeDelta::milliseconds((secs * 1000.0).min(i64::MAX as f64 / 2.0) as i64)
+    }
+
     /// Sleeps for `span` of portal time. On a manual clock: until someone advances it far enough.
     pub async fn sleep(&self, span: TimeDelta) {
         match &self.0 {
@@ -99,6 +109,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(clock.now(), origin() + TimeDelta::hours(1));
         assert_eq!(clock.real_duration(TimeDelta::hours(1)), Duration::from_secs(10));
+        assert_eq!(clock.portal_span(Duration::from_secs(10)), TimeDelta::hours(1));
     }
 
     #[tokio::test(start_paused = true)]

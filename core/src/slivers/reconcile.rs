@@ -16,9 +16,14 @@ use portolan_agent::protocol::Credential;
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Retryable failures of one step tried again within an attempt before the attempt fails.
 const RETRIES: i32 = 3;
+/// Steps in flight per SSH bring-up slot: most steps wait on the testbed (a node manager's `Create` takes
+/// minutes and costs the portal one idle request), so they may outnumber the SSH sessions, which
+/// [`Settings::concurrency`] bounds.
+const STEPS_PER_SSH: usize = 4;
 
 /// The loop's shared parts.
 #[derive(Clone, Debug)]
@@ -31,6 +36,8 @@ pub struct Reconciler {
     owner: Owner,
     /// Steps in flight (each holds a slot until it ends, panics included).
     running: Arc<AtomicUsize>,
+    /// SSH bring-ups at once.
+    ssh: Arc<tokio::sync::Semaphore>,
 }
 
 /// One of the reconciler's slots, given back when dropped.
@@ -63,23 +70,35 @@ impl Reconciler {
         identity: Identity,
         settings: Arc<Settings>,
     ) -> Self {
-        Self { db, clock, testbed, identity, settings, owner: Owner::new("slivers"), running: Arc::default() }
+        let ssh = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
+        Self {
+            db,
+            clock,
+            testbed,
+            identity,
+            settings,
+            owner: Owner::new("slivers"),
+            running: Arc::default(),
+            ssh,
+        }
     }
 
     /// How long a claim lasts: the longest one step may take, with room to spare.
+    /// Steps are bounded in real time (SSH and testbed timeouts), leases in portal time (which may run
+    /// scaled), and an SSH step may first wait for its permit behind the others of its slot.
     fn lease(&self) -> TimeDelta {
         let s = &self.settings;
-        let longest = s.connect_timeout + s.install_timeout + s.command_timeout * 3;
-        TimeDelta::from_std(longest).unwrap_or(TimeDelta::hours(1)) + TimeDelta::minutes(1)
+        let longest = s.connect_timeout + s.install_timeout + s.command_timeout * 3 + Duration::from_secs(60);
+        self.clock.portal_span(longest * u32::try_from(STEPS_PER_SSH).unwrap_or(4))
     }
 
-    /// Claims as many due slivers as there are free slots (of [`Settings::concurrency`]) and starts a step
-    /// of each in the background: a slow step (a node manager's `Create` takes minutes) holds its slot
-    /// only, never the others'. Answers how many it claimed.
+    /// Claims as many due slivers as there are free slots and starts a step of each in the background: a
+    /// slow step (a node manager's `Create` takes minutes) holds its slot only, never the others'. At most
+    /// [`Settings::concurrency`] of them are SSH bring-ups at once. Answers how many it claimed.
     pub async fn pass(&self) -> Result<Pass, DbErr> {
         let now = self.clock.now();
         let running = self.running.load(Ordering::Acquire);
-        let free = self.settings.concurrency.max(1).saturating_sub(running);
+        let free = (self.settings.concurrency.max(1) * STEPS_PER_SSH).saturating_sub(running);
         if free == 0 {
             return Ok(Pass { claimed: 0 });
         }
@@ -223,6 +242,8 @@ impl Step<'_> {
             let message = "the testbed published no SSH host key for the node: refusing to connect unpinned";
             return self.fail(StepFailure::new(SliverStep::Connect, Class::Continuable, message)).await;
         };
+        // The claim's lease covers the wait for a permit as well as the bring-up.
+        let Ok(_permit) = self.r.ssh.acquire().await else { return Ok(()) };
         let credential = Credential::generate(self.row.id);
         if !storage::set_credential(&self.r.db, self.claim, &credential.secret_hash()).await? {
             return Ok(()); // lost the claim
