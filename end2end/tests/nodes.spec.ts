@@ -105,11 +105,12 @@ test("an operator sees what thresholds would admit before saving them", async ({
   const candidates = () => shown(page.getByTestId("what-if-candidates"));
   const field = (name: string) => page.getByTestId(`threshold-${name}`);
 
-  // The default thresholds need metrics no node has reported yet: no candidate passes.
+  // The default thresholds need metrics that only nodes whose service sliver reported have (and a few
+  // nodes' disks are too full): not every candidate passes.
   await expect(field("max_load")).toHaveValue("4");
   await expect.poll(candidates).toBeGreaterThan(0);
-  expect(await passing()).toBe(0);
-  await expect(page.getByTestId("what-if-reasons")).toContainText("metrics a threshold needs are unknown");
+  expect(await passing()).toBeLessThan(await candidates());
+  await expect(page.getByTestId("what-if-reasons")).not.toBeEmpty();
 
   // Turning the metric thresholds off: every candidate would pass, and nothing is saved yet.
   for (const name of ["max_load", "min_disk_free_pct", "min_memory_free_mb", "max_metric_age_s"]) {
@@ -121,11 +122,13 @@ test("an operator sees what thresholds would admit before saving them", async ({
   const stored = await context.newPage();
   await stored.goto("/operators");
   await expect(stored.getByTestId("threshold-max_load")).toHaveValue("4");
-  expect(await shown(stored.getByTestId("what-if-passing"))).toBe(0);
+  expect(await shown(stored.getByTestId("what-if-passing"))).toBeLessThan(
+    await shown(stored.getByTestId("what-if-candidates")),
+  );
   await stored.close();
 
-  // A load threshold while every load is unknown: nothing passes again.
-  await field("max_load").fill("5");
+  // A load threshold no node meets (unknown loads never pass one): nothing passes again.
+  await field("max_load").fill("0.0001");
   await expect.poll(passing).toBe(0);
 
   // A load threshold of 0 is refused (400) with a message naming the field.
