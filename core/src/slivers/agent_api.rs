@@ -4,7 +4,12 @@
 //! A credential names its sliver; the portal compares the secret's SHA-256 with the stored hash in constant
 //! time. The row of a sliver that is up is cached for [`AUTH_TTL`] (heartbeats of thousands of slivers would otherwise
 //! read it thousands of times a second), so a credential replaced by a new bring-up on another `serve`
-//! process stops working within that time; on this process at once (bring-up invalidates its entry).
+//! process stops working within that time; on this process at once (bring-up invalidates its entry). A miss
+//! reads the sliver and its node in one statement.
+//!
+//! A manifest is built for each call (a digest of a few hundred bytes) from the accounts of the sliver's
+//! kind, which are the same for every sliver of that kind and so cached once per kind for [`MANIFEST_TTL`]:
+//! one read of the operators' keys every two seconds, however many slivers heartbeat.
 //!
 //! A heartbeat that brings news (the first after bring-up, the first after a silence) is written at once,
 //! with its consequences (the attempt recorded, the node's pool); every other one goes to the batched
@@ -19,14 +24,17 @@ use crate::error::{AppError, AppResult};
 use portolan_agent::protocol::{
     Account, Credential, Heartbeat, HeartbeatReply, Manifest, OUTPUT_TAIL_BYTES, StartupState,
 };
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a sliver's credential check is cached.
 pub const AUTH_TTL: Duration = Duration::from_secs(5);
-/// How long a slice's manifest is cached: changes reach slivers within two heartbeats as long as this is
-/// shorter than one.
+/// How long the accounts of a manifest are cached: changes reach slivers within two heartbeats as long as
+/// this is shorter than one.
 pub const MANIFEST_TTL: Duration = Duration::from_secs(2);
 
 /// The sliver a credential belongs to, as far as agents' calls need it.
@@ -50,7 +58,22 @@ pub struct AgentApi {
     testbed: Option<Arc<dyn crate::testbed::Testbed>>,
     ingest: Ingest,
     auth: moka::sync::Cache<i64, Arc<SliverAuth>>,
-    manifests: moka::sync::Cache<String, Arc<Manifest>>,
+    /// The accounts of every sliver of a kind.
+    accounts: moka::sync::Cache<SliverKind, Arc<Vec<Account>>>,
+}
+
+/// What [`AgentApi::load`] reads: the sliver's row and its node's, joined.
+#[derive(FromQueryResult)]
+struct AuthRow {
+    id: i64,
+    kind: SliverKind,
+    slice_name: String,
+    node_id: i64,
+    step: SliverStep,
+    health: Health,
+    credential_hash: Option<String>,
+    hostname: String,
+    site_id: i32,
 }
 
 impl std::fmt::Debug for AgentApi {
@@ -78,7 +101,7 @@ impl AgentApi {
             testbed,
             ingest,
             auth: moka::sync::Cache::builder().max_capacity(200_000).time_to_live(AUTH_TTL).build(),
-            manifests: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(MANIFEST_TTL).build(),
+            accounts: moka::sync::Cache::builder().max_capacity(4).time_to_live(MANIFEST_TTL).build(),
         }
     }
 
@@ -118,16 +141,25 @@ impl AgentApi {
         if matches { Ok(auth) } else { Err(revoked()) }
     }
 
+    /// The sliver `sliver_id` and its node, in one statement; `None` if either is missing.
     async fn load(&self, sliver_id: i64) -> AppResult<Option<SliverAuth>> {
-        let Some(row) = sliver::Entity::find_by_id(sliver_id).one(&self.db).await? else { return Ok(None) };
-        let Some(node) = node::Entity::find_by_id(row.node_id).one(&self.db).await? else { return Ok(None) };
-        Ok(Some(SliverAuth {
+        use sliver::Column as S;
+        let to_node = sliver::Entity::belongs_to(node::Entity).from(S::NodeId).to(node::Column::Id).into();
+        let row = sliver::Entity::find_by_id(sliver_id)
+            .select_only()
+            .columns([S::Id, S::Kind, S::SliceName, S::NodeId, S::Step, S::Health, S::CredentialHash])
+            .columns([node::Column::Hostname, node::Column::SiteId])
+            .join(JoinType::InnerJoin, to_node)
+            .into_model::<AuthRow>()
+            .one(&self.db)
+            .await?;
+        Ok(row.map(|row| SliverAuth {
             id: row.id,
             kind: row.kind,
             slice: row.slice_name,
             node_id: row.node_id,
-            hostname: node.hostname,
-            site_id: node.site_id,
+            hostname: row.hostname,
+            site_id: row.site_id,
             step: row.step,
             health: row.health,
             credential_hash: row.credential_hash,
@@ -136,19 +168,24 @@ impl AgentApi {
 
     /// The manifest of the caller's sliver.
     pub async fn manifest(&self, auth: &SliverAuth) -> AppResult<Arc<Manifest>> {
-        let key = format!("{}\n{}", auth.slice, auth.hostname);
-        if let Some(manifest) = self.manifests.get(&key) {
-            return Ok(manifest);
+        let accounts = self.accounts(auth.kind).await?;
+        let manifest = build_manifest(&auth.slice, &auth.hostname, accounts.to_vec(), self.heartbeat_s());
+        Ok(Arc::new(manifest))
+    }
+
+    /// Who may log in to slivers of `kind`.
+    async fn accounts(&self, kind: SliverKind) -> AppResult<Arc<Vec<Account>>> {
+        if let Some(accounts) = self.accounts.get(&kind) {
+            return Ok(accounts);
         }
-        let accounts = match auth.kind {
+        let accounts = Arc::new(match kind {
             // Portolan's own slivers: the operators may log in.
             SliverKind::Service => self.operator_accounts().await?,
             // Researchers' slivers are the experiments issue's: nobody until then.
             SliverKind::Experiment => Vec::new(),
-        };
-        let manifest = Arc::new(build_manifest(&auth.slice, &auth.hostname, accounts, self.heartbeat_s()));
-        self.manifests.insert(key, manifest.clone());
-        Ok(manifest)
+        });
+        self.accounts.insert(kind, accounts.clone());
+        Ok(accounts)
     }
 
     /// The heartbeat interval agents are told, in real seconds (the portal's clock may run scaled; agents'

@@ -29,7 +29,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 pub const FLUSH_AT: usize = 5_000;
 /// The finest bucket of `node_metrics`.
 pub const MINUTE: i32 = 60;
-/// Rows per statement.
+/// Rows per statement, at most.
 const CHUNK: usize = 400;
 
 /// One sliver's latest heartbeat, with how many it stands for.
@@ -121,11 +121,11 @@ impl Ingest {
         }
         let rates = self.rates(&beats);
         let txn = crate::db::begin_writing(db).await?;
-        for chunk in beats.chunks(CHUNK) {
+        for chunk in statements(&beats) {
             update_slivers(&txn, chunk).await?;
         }
         let service: Vec<&Beat> = beats.iter().filter(|b| b.service).collect();
-        for chunk in service.chunks(CHUNK) {
+        for chunk in statements(&service) {
             update_nodes(&txn, chunk).await?;
             upsert_minutes(&txn, chunk, &rates).await?;
         }
@@ -171,6 +171,25 @@ impl Ingest {
             }
         }
     }
+}
+
+/// `items` cut into one statement's rows each: [`CHUNK`] while that many are left, then the rest in powers
+/// of two. A statement's text follows from its count of rows, and the driver keeps every text it has run
+/// prepared, per connection (sqlx's statement cache, 100 deep): were the last chunk of a flush any size,
+/// nearly every flush would prepare new statements of up to a few thousand parameters, and the portal's
+/// memory would grow by tens of megabytes a minute (SQLite) until the caches were full. So there are at
+/// most ten texts per statement.
+fn statements<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= CHUNK { CHUNK } else { 1 << rest.len().ilog2() };
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Some(head)
+    })
 }
 
 /// `$n` on PostgreSQL (with a cast: VALUES lists carry no types), `?` on SQLite.
@@ -278,4 +297,28 @@ async fn upsert_minutes(
         })
         .collect();
     monitor::merge(txn, &buckets).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_take_few_sizes_and_every_item_once() {
+        let sizes = |n: usize| -> Vec<usize> {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = statements(&items).collect();
+            assert_eq!(chunks.concat(), items, "{n} items, each once and in order");
+            chunks.iter().map(|c| c.len()).collect()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(400), [400]);
+        assert_eq!(sizes(1000), [400, 400, 128, 64, 8]);
+        let mut seen = std::collections::BTreeSet::new();
+        for n in 0..2000 {
+            seen.extend(sizes(n));
+        }
+        assert_eq!(seen.len(), 10, "{seen:?}");
+    }
 }
