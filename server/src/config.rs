@@ -28,7 +28,7 @@
 //! | `agent_binary` | `PORTOLAN_AGENT_BINARY` | the running `portolan` | the binary bring-up installs in slivers (Linux x86-64, like the slivers), served at `/agent/v1/portolan/<sha256>` |
 //! | `heartbeat_s` | `PORTOLAN_HEARTBEAT_S` | `30` | seconds between an agent's heartbeats (1 to 3600) |
 //! | `silence_s` | `PORTOLAN_SILENCE_S` | `120` | a sliver silent this long is down (more than `heartbeat_s`, at most 86400) |
-//! | `bringup_concurrency` | `PORTOLAN_BRINGUP_CONCURRENCY` | `128` | bring-up steps running at once per process (1 to 1024); each mostly waits (on a node manager's `Create`, on SSH) |
+//! | `bringup_concurrency` | `PORTOLAN_BRINGUP_CONCURRENCY` | `128` | SSH bring-ups at once per process (1–1024); steps that wait on the testbed (a node manager's `Create`) may run four times as many |
 //! | `liveness_batch` | `PORTOLAN_LIVENESS_BATCH` | `64` | nodes (re-)tested per liveness pass, every 5 s (1 to 10000) |
 //! | `service_slice` | `PORTOLAN_SERVICE_SLICE` | `<first site's login base>_portolan` | the name of Portolan's own slice, with a sliver on every node |
 //! | `header_timeout_s` | `PORTOLAN_HEADER_TIMEOUT_S` | `10` | a connection that has not sent a request's whole head (request line and headers) this many seconds after it opened, or after its last answer (an idle keep-alive connection), is closed; fractions allowed (0 < s ≤ 3600) |

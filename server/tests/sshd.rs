@@ -44,7 +44,7 @@ async fn a_real_agent_on_real_sshd(backend: &'static str) {
         assert!(installed.exists(), "the binary the sliver downloaded");
         let node = h.node(host).await;
         let sliver = h.service_sliver(node.id).await;
-        assert!(sliver.heartbeats >= 0 && sliver.up_at.is_some(), "{sliver:?}");
+        assert!(sliver.up_at.is_some(), "{sliver:?}");
     }
     // Its metrics are this machine's, read from /proc and statvfs by the real agent.
     h.run_until("the real agents' metrics", Duration::from_secs(20), async |h| {
@@ -52,6 +52,7 @@ async fn a_real_agent_on_real_sshd(backend: &'static str) {
         for host in &hosts {
             let n = h.node(host).await;
             all &= n.load.is_some() && n.memory_free_mb.is_some_and(|m| m > 0.0) && n.disk_free_pct.is_some();
+            all &= h.service_sliver(n.id).await.heartbeats > 0;
         }
         all
     })

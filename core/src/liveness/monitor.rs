@@ -52,7 +52,13 @@ impl Bucket {
     }
 }
 
-fn placeholder(backend: DatabaseBackend, values: &mut Vec<Value>, value: Value, pg_type: &str) -> String {
+/// `$n` on PostgreSQL (with a cast: VALUES lists carry no types), `?` on SQLite; pushes `value`.
+pub(crate) fn placeholder(
+    backend: DatabaseBackend,
+    values: &mut Vec<Value>,
+    value: Value,
+    pg_type: &str,
+) -> String {
     values.push(value);
     match backend {
         DatabaseBackend::Postgres => format!("CAST(${} AS {pg_type})", values.len()),

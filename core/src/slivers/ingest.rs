@@ -17,7 +17,7 @@ use crate::db::entity::SliverKind;
 use crate::liveness::monitor::{self, Bucket};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use portolan_agent::protocol::{Heartbeat, Metrics};
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -192,15 +192,6 @@ fn statements<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// `$n` on PostgreSQL (with a cast: VALUES lists carry no types), `?` on SQLite.
-fn cell(backend: DatabaseBackend, values: &mut Vec<Value>, value: Value, pg_type: &str) -> String {
-    values.push(value);
-    match backend {
-        DatabaseBackend::Postgres => format!("CAST(${} AS {pg_type})", values.len()),
-        _ => "?".to_owned(),
-    }
-}
-
 /// Runs `WITH v(columns) AS (VALUES rows) <statement using v>`, one row per item.
 async fn with_values<T>(
     txn: &impl ConnectionTrait,
@@ -214,8 +205,10 @@ async fn with_values<T>(
     let tuples: Vec<String> = items
         .iter()
         .map(|item| {
-            let cells: Vec<String> =
-                row(item).into_iter().map(|(v, t)| cell(backend, &mut values, v, t)).collect();
+            let cells: Vec<String> = row(item)
+                .into_iter()
+                .map(|(v, t)| monitor::placeholder(backend, &mut values, v, t))
+                .collect();
             format!("({})", cells.join(", "))
         })
         .collect();
